@@ -1,0 +1,1 @@
+"""Datasets (folder-per-class, EuroSAT-MS, BigEarthNet), batch transforms and splits."""

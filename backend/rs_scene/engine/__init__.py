@@ -1,0 +1,1 @@
+"""Inference over rasters, the training loop, metrics and evaluation."""

@@ -1,0 +1,303 @@
+"""Classify a raster tile by tile: read -> tile -> scale -> infer (+ Grad-CAM) -> write, with reading running
+in a background thread so it overlaps compute."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
+from ..errors import RSSceneError
+from ..explain.cam import CamRunner
+from ..io.raster import TileReader, open_raster
+from ..io.tiling import Tile
+from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
+from ..methods import build_inference_model
+from ..zoo import resolve_model
+from .evaluate import preprocess
+from .plan import TilePlan, make_plan, mask_function, tile_polygon
+from .trainer import Cancelled, pick_device
+
+ProgressFn = Callable[[int, int, str], None]
+__all__ = ["Cancelled", "ClassifyParams", "ClassifyResult", "classify_raster", "load_model"]
+
+
+@dataclass
+class ClassifyParams:
+    raster: str
+    model: str
+    out_gpkg: str | None = None
+    heatmap: str | None = None
+    class_raster: str | None = None
+    bands: str | None = None
+    tile_size: int | None = None
+    stride: int | None = None
+    device: str = "auto"
+    cam: str = "gradcam"
+    cam_class: str | None = None
+    extent: tuple[float, float, float, float] | None = None
+    mask: str | None = None
+    min_valid: float = 0.5
+    input_scale: float | None = None
+    gsd: float | str | None = None
+    edge: str = "pad"
+    batch_size: int = 16
+    workers: int = 1
+
+
+@dataclass
+class ClassifyResult:
+    tiles_total: int = 0
+    tiles_classified: int = 0
+    tiles_skipped: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+    model: str = ""
+
+
+def load_model(name_or_path: str, device: torch.device) -> tuple[ModelCard, torch.nn.Module, Path]:
+    path = resolve_model(name_or_path)
+    card, state = load_model_file(path)
+    model = build_inference_model(card)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RSSceneError(f"{path}: weights do not fit the card's architecture: {exc}") from exc
+    return card, model.eval().to(device), path
+
+
+def scores_of(logits: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    return logits.float().sigmoid() if card.task == "multi-label" else logits.float().softmax(1)
+
+
+def tile_records(card: ModelCard, probs: np.ndarray) -> list[dict[str, Any]]:
+    """Per-tile top-3, confidence, entropy (nats) and margin (top-1 minus top-2)."""
+    names = card.class_names
+    order = np.argsort(-probs, axis=1)[:, :3]
+    p = np.clip(probs, 1e-12, 1.0)
+    if card.task == "multi-label":
+        ent = -(p * np.log(p) + (1 - p) * np.log(np.clip(1 - probs, 1e-12, 1))).sum(1)
+    else:
+        ent = -(p * np.log(p)).sum(1)
+    out = []
+    for i in range(len(probs)):
+        top = order[i]
+        rec = {"status": "classified", "class_id": int(top[0]), "class_name": names[top[0]],
+               "confidence": float(probs[i, top[0]]), "entropy": float(ent[i]),
+               "margin": float(probs[i, top[0]] - (probs[i, top[1]] if len(top) > 1 else 0.0))}
+        for k, j in enumerate(top, start=1):
+            rec[f"top{k}_name"], rec[f"top{k}_prob"] = names[j], float(probs[i, j])
+        if card.task == "multi-label":
+            rec["labels"] = ",".join(n for n, s in zip(names, probs[i]) if s >= card.threshold)
+        out.append(rec)
+    return out
+
+
+@dataclass
+class Batch:
+    tiles: list[Tile]
+    data: np.ndarray | None  # (n, C, S, S) of the tiles to run
+    run: list[Tile]
+    valid: list[np.ndarray]
+    fractions: dict[Tile, float]
+    skipped: dict[Tile, str]
+
+
+def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, batch_size: int,
+                 stop: threading.Event) -> Iterator[Batch]:
+    reader = TileReader(path, plan.bands, card.input_size, plan.divisor, card.mean)
+    mask_fn = mask_function(plan, reader.ds)
+    try:
+        for i in range(0, len(plan.tiles), batch_size):
+            if stop.is_set():
+                return
+            tiles = plan.tiles[i : i + batch_size]
+            arrays, run, valid, fractions, skipped = [], [], [], {}, {}
+            for t in tiles:
+                r = reader.read(t, mask_fn)
+                fractions[t] = r.valid_fraction
+                if r.valid_fraction < min_valid or r.valid_fraction == 0:
+                    skipped[t] = "skipped_nodata" if mask_fn is None else "skipped_nodata_or_mask"
+                    continue
+                arrays.append(r.data)
+                run.append(t)
+                valid.append(r.valid)
+            yield Batch(tiles, np.stack(arrays) if arrays else None, run, valid, fractions, skipped)
+    finally:
+        reader.close()
+
+
+def prefetch(gen_fn: Callable[[], Iterator[Batch]], depth: int = 3) -> Iterator[Batch]:
+    """Run a generator in a background thread, ``depth`` items ahead; re-raise its errors here."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in gen_fn():
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    th = threading.Thread(target=work, daemon=True)
+    th.start()
+    while True:
+        item = q.get()
+        if item is done:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    th.join()
+
+
+def _cam_target(card: ModelCard, name: str | None) -> int | None:
+    if name is None:
+        return None
+    for i, c in enumerate(card.class_names):
+        if c.lower() == name.lower():
+            return i
+    raise RSSceneError(f"--cam-class '{name}' is not a class of model {card.name}: {', '.join(card.class_names)}")
+
+
+def _check_params(p: ClassifyParams) -> None:
+    if not (p.out_gpkg or p.heatmap or p.class_raster):
+        raise RSSceneError("nothing to write: give --out, --heatmap and/or --class-raster")
+    if not 0 <= p.min_valid <= 1:
+        raise RSSceneError(f"--min-valid must be between 0 and 1, not {p.min_valid}")
+    if p.batch_size < 1:
+        raise RSSceneError("--batch-size must be at least 1")
+
+
+def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
+                    cancel: threading.Event | None = None) -> ClassifyResult:
+    """Classify ``params.raster``; outputs appear only when the whole run succeeded."""
+    _check_params(params)
+    t0 = time.perf_counter()
+    cancel = cancel or threading.Event()
+    progress = progress or (lambda done, total, stage: None)
+    device = pick_device(params.device)
+    card, model, model_path = load_model(params.model, device)
+    target = _cam_target(card, params.cam_class)
+    with open_raster(params.raster) as ds:
+        plan = make_plan(ds, card, bands=params.bands, tile_size=params.tile_size, stride=params.stride,
+                         gsd=params.gsd, extent=params.extent, mask=params.mask,
+                         input_scale=params.input_scale, edge=params.edge)
+        writers: dict[str, Any] = {}
+        cam = None
+        try:
+            if params.out_gpkg:
+                writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, card.task == "multi-label")
+            if params.heatmap:
+                writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src)
+                cam = CamRunner(model, params.cam)
+            if params.class_raster:
+                writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area,
+                                                       (plan.stride_src,) * 2, (plan.tile_src,) * 2, card.classes)
+            result = _run(params, card, model, plan, ds, device, writers, cam, target, progress, cancel)
+            record = _run_record(params, card, model_path, plan, result)
+            for key, w in writers.items():
+                w.commit(record) if key == "grid" else w.commit()
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        finally:
+            if cam is not None:
+                cam.close()
+    result.seconds = round(time.perf_counter() - t0, 3)
+    result.outputs = {k: v for k, v in (("grid", params.out_gpkg), ("heatmap", params.heatmap),
+                                         ("classes", params.class_raster)) if v}
+    result.model = card.name
+    return result
+
+
+def _run(params: ClassifyParams, card: ModelCard, model: torch.nn.Module, plan: TilePlan, ds: Any,
+         device: torch.device, writers: dict[str, Any], cam: CamRunner | None, target: int | None,
+         progress: ProgressFn, cancel: threading.Event) -> ClassifyResult:
+    res = ClassifyResult(tiles_total=len(plan.tiles))
+    counts: Counter[str] = Counter()
+    stop = threading.Event()
+    done = 0
+    use_amp = device.type == "cuda"
+    batches = prefetch(lambda: read_batches(params.raster, plan, card, params.min_valid, params.batch_size, stop))
+    try:
+        for batch in batches:
+            if cancel.is_set():
+                raise Cancelled("classification cancelled")
+            results: dict[Tile, dict[str, Any]] = {}
+            if batch.data is not None:
+                x = preprocess(torch.from_numpy(batch.data).to(device), card)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    if cam is not None:
+                        logits, maps = cam.run(x, target)
+                    else:
+                        with torch.inference_mode():
+                            logits, maps = model(x), None
+                probs = scores_of(logits, card).cpu().numpy()
+                for j, (t, rec) in enumerate(zip(batch.run, tile_records(card, probs))):
+                    results[t] = rec
+                    counts[rec["class_name"]] += 1
+                    if "classes" in writers:
+                        writers["classes"].add(t.x, t.y, probs[j])
+                    if maps is not None:
+                        _add_heat(writers["heatmap"], t, maps[j], batch.valid[j])
+            _write_grid(writers.get("grid"), batch, results, card, ds)
+            done += len(batch.tiles)
+            res.tiles_classified += len(batch.run)
+            res.tiles_skipped += len(batch.skipped)
+            progress(done, res.tiles_total, "classify")
+    finally:
+        stop.set()
+        for _ in batches:  # drain so the reader thread ends
+            pass
+    res.class_counts = dict(counts.most_common())
+    return res
+
+
+def _add_heat(writer: HeatmapWriter, t: Tile, cam_map: np.ndarray, valid: np.ndarray) -> None:
+    """Resize a tile's map from model pixels back to the tile's raster pixels and add it to the mosaic."""
+    m = torch.from_numpy(np.ascontiguousarray(cam_map))[None, None]
+    v = torch.from_numpy(valid.astype(np.float32))[None, None]
+    if m.shape[-1] != t.w or m.shape[-2] != t.h:
+        m = F.interpolate(m, size=(t.h, t.w), mode="bilinear", align_corners=False)
+        v = F.interpolate(v, size=(t.h, t.w), mode="nearest")
+    writer.add(t.x, t.y, m[0, 0].numpy(), v[0, 0].numpy())
+
+
+def _write_grid(grid: GridWriter | None, batch: Batch, results: dict[Tile, dict[str, Any]], card: ModelCard,
+                ds: Any) -> None:
+    if grid is None:
+        return
+    recs = []
+    for t in batch.tiles:
+        rec = results.get(t) or {"status": batch.skipped[t], "class_id": -1, "class_name": SKIPPED}
+        rec.update(row=t.row, col=t.col, valid_fraction=round(batch.fractions[t], 4), model=card.name,
+                   geometry=tile_polygon(ds, t))
+        recs.append(rec)
+    grid.write(recs)
+
+
+def _run_record(params: ClassifyParams, card: ModelCard, model_path: Path, plan: TilePlan,
+                res: ClassifyResult) -> dict[str, Any]:
+    return {
+        "tool": "rs-scene classify", "raster": str(Path(params.raster).resolve()), "model": card.name,
+        "model_file": str(model_path), "model_sha256": file_sha256(model_path),
+        "parameters": {k: v for k, v in vars(params).items() if k not in ("raster", "model")},
+        "bands": plan.bands, "divisor": plan.divisor, "raster_gsd_m": plan.raster_gsd,
+        "target_gsd_m": plan.target_gsd, "tile_px": plan.tile_src, "stride_px": plan.stride_src,
+        "tiles_total": res.tiles_total, "tiles_classified": res.tiles_classified,
+        "tiles_skipped": res.tiles_skipped, "class_counts": res.class_counts, "versions": runtime_versions(),
+    }

@@ -1,0 +1,127 @@
+"""From a raster, a model card and the user's options to a tile plan: bands, scaling, GSD and the grid."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import fiona
+import numpy as np
+import rasterio.features
+import rasterio.warp
+from rasterio.windows import from_bounds
+
+from ..bands import resolve_bands
+from ..card import ModelCard
+from ..errors import RSSceneError
+from ..io.raster import band_names, default_divisor, gsd_metres
+from ..io.tiling import Tile, tile_grid
+
+MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scene
+
+
+@dataclass
+class TilePlan:
+    bands: list[int]
+    divisor: float
+    raster_gsd: float
+    target_gsd: float
+    tile_src: int
+    stride_src: int
+    area: tuple[int, int, int, int]  # x0, y0, w, h in raster pixels
+    tiles: list[Tile]
+    mask: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON geometries in the raster CRS
+    mask_bounds: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+
+def _area(ds: Any, extent: tuple[float, float, float, float] | None) -> tuple[int, int, int, int]:
+    if extent is None:
+        return 0, 0, ds.width, ds.height
+    xmin, ymin, xmax, ymax = extent
+    if xmin >= xmax or ymin >= ymax:
+        raise RSSceneError(f"extent {extent} is empty (give xmin,ymin,xmax,ymax)")
+    win = from_bounds(xmin, ymin, xmax, ymax, ds.transform)
+    x0, y0 = max(int(math.floor(win.col_off)), 0), max(int(math.floor(win.row_off)), 0)
+    x1 = min(int(math.ceil(win.col_off + win.width)), ds.width)
+    y1 = min(int(math.ceil(win.row_off + win.height)), ds.height)
+    if x1 <= x0 or y1 <= y0:
+        raise RSSceneError(f"extent {extent} does not overlap the raster (bounds {tuple(ds.bounds)})")
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def read_mask(path: str, crs: Any) -> list[dict[str, Any]]:
+    try:
+        with fiona.open(path) as src:
+            src_crs = src.crs_wkt
+            geoms = [dict(f.geometry) for f in src if f.geometry is not None]
+    except fiona.errors.DriverError as exc:
+        raise RSSceneError(f"mask {path} is not a readable vector file ({exc})") from exc
+    if not geoms:
+        raise RSSceneError(f"mask {path} has no geometries")
+    if src_crs:
+        geoms = [rasterio.warp.transform_geom(src_crs, crs, g) for g in geoms]
+    return geoms
+
+
+def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: int | None = None,
+              stride: int | None = None, gsd: float | str | None = None, extent: Any = None,
+              mask: str | None = None, input_scale: float | None = None, edge: str = "pad") -> TilePlan:
+    if ds.crs is None:
+        raise RSSceneError(f"{ds.name} has no CRS: a georeferenced raster is needed to place the tile grid")
+    band_idx = resolve_bands(card.bands, band_names(ds), bands, source=ds.name)
+    dtypes = {ds.dtypes[i - 1] for i in band_idx}
+    divisor = float(input_scale) if input_scale else default_divisor(sorted(dtypes)[0], card.value_scale)
+    raster_gsd = gsd_metres(ds)
+    target_gsd = raster_gsd if gsd == "native" else float(gsd or card.gsd)
+    tile = tile_size or card.tile_size
+    step = stride or card.stride or tile
+    factor = target_gsd / raster_gsd
+    tile_src, stride_src = max(round(tile * factor), 1), max(round(step * factor), 1)
+    if tile_src < MIN_TILE_SRC:
+        raise RSSceneError(
+            f"{ds.name}: the raster's {raster_gsd:.2f} m pixels are much coarser than the model's "
+            f"{target_gsd:.2f} m; a {tile}-px model tile would cover {tile * factor:.2f} raster pixels. "
+            "Pass --gsd native to classify at the raster's own resolution")
+    area = _area(ds, extent)
+    if tile_src > area[2] or tile_src > area[3]:
+        raise RSSceneError(
+            f"tile of {tile_src} raster px ({tile} px at {target_gsd:g} m) is larger than the "
+            f"{'extent' if extent else 'raster'} ({area[2]} x {area[3]} px); use a smaller --tile-size")
+    try:
+        tiles = tile_grid(area[2], area[3], tile_src, stride_src, edge, area[0], area[1])
+    except ValueError as exc:
+        raise RSSceneError(str(exc)) from exc
+    plan = TilePlan(band_idx, divisor, raster_gsd, target_gsd, tile_src, stride_src, area, tiles)
+    if mask:
+        plan.mask = read_mask(mask, ds.crs)
+        plan.mask_bounds = [rasterio.features.bounds(g) for g in plan.mask]
+    return plan
+
+
+def tile_bounds(ds: Any, tile: Tile) -> tuple[float, float, float, float]:
+    """Map bounds of the tile's part inside the raster."""
+    x, y, w, h = tile.clipped(ds.width, ds.height)
+    (x0, x1), (y0, y1) = ds.transform * (x, x + w), ds.transform * (y, y + h)
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def mask_function(plan: TilePlan, ds: Any) -> Any:
+    """``f(tile, transform, size) -> bool mask`` of the polygons, or None when there is no mask."""
+    if not plan.mask:
+        return None
+
+    def fn(tile: Tile, transform: Any, size: int) -> np.ndarray:
+        b = tile_bounds(ds, tile)
+        hits = [g for g, gb in zip(plan.mask, plan.mask_bounds)
+                if gb[0] < b[2] and gb[2] > b[0] and gb[1] < b[3] and gb[3] > b[1]]
+        if not hits:
+            return np.zeros((size, size), dtype=bool)
+        return rasterio.features.geometry_mask(hits, (size, size), transform, invert=True)
+
+    return fn
+
+
+def tile_polygon(ds: Any, tile: Tile) -> list[list[tuple[float, float]]]:
+    x0, y0, x1, y1 = tile_bounds(ds, tile)
+    return [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]

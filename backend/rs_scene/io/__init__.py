@@ -1,0 +1,1 @@
+"""Raster windows, tile grids and output writers."""

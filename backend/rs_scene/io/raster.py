@@ -1,0 +1,130 @@
+"""Reading rasters window by window with rasterio: metadata, band names, GSD and resampled tile reads."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from ..errors import RSSceneError
+from .tiling import Tile
+
+_COLOR_NAMES = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+
+
+def open_raster(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
+    """Open a GDAL-readable raster, or raise an error naming the file and the reason."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise RSSceneError(f"raster not found: {path}")
+    if os.path.isdir(path):
+        raise RSSceneError(f"{path} is a folder, not a raster file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RSSceneError(f"{path} is not a readable raster (GDAL: {exc})") from exc
+
+
+def band_names(ds: Any) -> list[str | None]:
+    """Each band's name: its description when set, else its colour interpretation (red/green/blue)."""
+    names: list[str | None] = []
+    for i, desc in enumerate(ds.descriptions):
+        if desc:
+            names.append(desc)
+            continue
+        ci = ds.colorinterp[i] if i < len(ds.colorinterp) else None
+        names.append(_COLOR_NAMES.get(ci))
+    return names
+
+
+def gsd_metres(ds: Any) -> float:
+    """Ground sampling distance in metres (geographic CRSs converted at the raster's centre latitude)."""
+    res = abs(ds.transform.a)
+    if ds.crs is not None and ds.crs.is_geographic:
+        lat = (ds.bounds.top + ds.bounds.bottom) / 2
+        return res * 111_320.0 * math.cos(math.radians(lat))
+    if ds.crs is not None and ds.crs.linear_units_factor:
+        return res * ds.crs.linear_units_factor[1]
+    return res
+
+
+def raster_info(ds: Any) -> dict[str, Any]:
+    crs = ds.crs
+    return {
+        "path": ds.name, "driver": ds.driver, "width": ds.width, "height": ds.height, "count": ds.count,
+        "dtypes": sorted(set(ds.dtypes)), "crs": crs.to_string() if crs else None,
+        "epsg": crs.to_epsg() if crs else None, "gsd_m": round(gsd_metres(ds), 4) if crs else None,
+        "nodata": ds.nodata, "bounds": list(ds.bounds), "band_names": band_names(ds),
+        "transform": list(ds.transform)[:6],
+    }
+
+
+def default_divisor(dtype: str, card_value_scale: float) -> float:
+    """What raw values are divided by: 255 for 8-bit, the card's reflectance scale for 16-bit, 1 for float."""
+    if dtype == "uint8":
+        return 255.0
+    if dtype.startswith("float"):
+        return 1.0
+    return float(card_value_scale)
+
+
+@dataclass
+class TileRead:
+    data: np.ndarray  # (C, S, S) float32, value-scaled, invalid pixels set to the fill values
+    valid: np.ndarray  # (S, S) bool
+    valid_fraction: float
+
+
+class TileReader:
+    """Reads tiles of one raster at a fixed output size: clipped to the raster, resampled on read, padded
+    explicitly (padding counts as invalid) and masked by nodata and optional polygons."""
+
+    def __init__(self, path: str, bands: list[int], out_size: int, divisor: float, fill: list[float]) -> None:
+        self.ds = open_raster(path)
+        self.bands, self.size, self.divisor = bands, out_size, divisor
+        self.fill = np.asarray(fill, dtype=np.float32)[:, None, None]
+        self.has_mask = self.ds.nodata is not None or any(
+            "per_dataset" in str(flags) or "nodata" in str(flags) for flags in self.ds.mask_flag_enums)
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def tile_transform(self, tile: Tile) -> Affine:
+        return self.ds.transform * Affine.translation(tile.x, tile.y) * Affine.scale(
+            tile.w / self.size, tile.h / self.size)
+
+    def read(self, tile: Tile, mask_fn: Any = None) -> TileRead:
+        s = self.size
+        data = np.zeros((len(self.bands), s, s), dtype=np.float32)
+        valid = np.zeros((s, s), dtype=bool)
+        cx, cy, cw, ch = tile.clipped(self.ds.width, self.ds.height)
+        if cw and ch:
+            fx, fy = s / tile.w, s / tile.h
+            ox, oy = round((cx - tile.x) * fx), round((cy - tile.y) * fy)
+            ow, oh = max(min(round(cw * fx), s - ox), 1), max(min(round(ch * fy), s - oy), 1)
+            win = Window(cx, cy, cw, ch)
+            resampling = Resampling.nearest if (ow, oh) == (cw, ch) else Resampling.bilinear
+            block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
+                                 resampling=resampling).astype(np.float32)
+            data[:, oy : oy + oh, ox : ox + ow] = block / self.divisor
+            if self.has_mask:
+                m = self.ds.dataset_mask(window=win, out_shape=(oh, ow), resampling=Resampling.nearest) > 0
+            else:
+                m = np.ones((oh, ow), dtype=bool)
+            m &= np.isfinite(block).all(axis=0)
+            valid[oy : oy + oh, ox : ox + ow] = m
+        if mask_fn is not None:
+            valid &= mask_fn(tile, self.tile_transform(tile), s)
+        data = np.where(valid[None], data, self.fill)
+        return TileRead(data, valid, float(valid.mean()))

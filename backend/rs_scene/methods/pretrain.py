@@ -1,0 +1,100 @@
+"""Pre-training strategies (Risojević & Stojnić, "The role of pre-training in high-resolution remote sensing
+scene classification"): initialise from scratch, from ImageNet or from an in-domain model, then train a
+linear probe on frozen features or fine-tune the whole network.
+
+Schedule as in the paper: Adam, linear warm-up over the first 5 epochs to the base rate (3e-3 from scratch,
+3e-4 when fine-tuning pretrained weights, a fixed 1e-3 for a linear probe), then x0.2 at 50 %, 70 % and 90 %
+of the epochs (the paper's 50th/70th/90th of 100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..card import load_model_file
+from ..errors import RSSceneError
+from ..models import SceneClassifier, create_backbone
+from ..zoo import resolve_model
+from .base import Method, MethodConfig, Stage, opt
+from .registry import build_inference_model, register_method
+
+
+@dataclass
+class PretrainConfig(MethodConfig):
+    mode: str = opt("fine-tune", "train the whole network or only a linear classifier on frozen features",
+                    choices=["fine-tune", "linear-probe"])
+    lr: float = opt(0.0, "base learning rate; 0 = the paper's (3e-3 scratch, 3e-4 fine-tune, 1e-3 probe)")
+    warmup_epochs: int = opt(5, "epochs of linear learning-rate warm-up")
+
+
+def load_init_backbone(init: str, backbone: str, bands: list[str]) -> nn.Module:
+    """Backbone weights from ``imagenet``, ``scratch`` or an RS Scene model file (in-domain pre-training)."""
+    if init in ("imagenet", "scratch"):
+        return create_backbone(backbone, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
+    card, state = load_model_file(resolve_model(init))
+    if len(card.bands) != len(bands):
+        raise RSSceneError(f"--init {init}: that model takes {len(card.bands)} bands, the data has {len(bands)}")
+    source = build_inference_model(card)
+    source.load_state_dict(state)
+    if not hasattr(source, "backbone"):
+        raise RSSceneError(f"--init {init}: model of method '{card.method}' has no reusable backbone")
+    return source.backbone
+
+
+def warmup_step_schedule(epochs: int, warmup: int) -> Any:
+    milestones = [round(epochs * f) for f in (0.5, 0.7, 0.9)]
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup:
+            return (epoch + 1) / warmup
+        return 0.2 ** sum(epoch >= m for m in milestones)
+
+    return factor
+
+
+@register_method
+class PretrainMethod(Method):
+    name = "pretrain"
+    description = "Plain supervised transfer: scratch / ImageNet / in-domain init x linear probe / fine-tune"
+    paper = "role-of-pretraining.txt"
+    Config = PretrainConfig
+
+    def build_model(self) -> nn.Module:
+        backbone = load_init_backbone(self.config.init, self.config.backbone, self.bands)
+        model = SceneClassifier(backbone, self.num_classes, dropout=self.config.dropout)
+        if self.config.mode == "linear-probe":
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
+        return model
+
+    def stages(self) -> list[Stage]:
+        return [Stage(self.config.mode, self.config.epochs)]
+
+    def base_lr(self) -> float:
+        if self.config.lr > 0:
+            return self.config.lr
+        if self.config.mode == "linear-probe":
+            return 1e-3
+        return 3e-3 if self.config.init == "scratch" else 3e-4
+
+    def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
+        params = [p for p in model.parameters() if p.requires_grad]
+        optim = torch.optim.Adam(params, lr=self.base_lr(), weight_decay=self.config.weight_decay)
+        if self.config.mode == "linear-probe":
+            return optim, None
+        warm = min(self.config.warmup_epochs, max(stage.epochs // 4, 1))
+        sched = torch.optim.lr_scheduler.LambdaLR(optim, warmup_step_schedule(stage.epochs, warm))
+        return optim, sched
+
+    def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
+        if self.config.mode == "linear-probe":
+            model.backbone.eval()  # frozen features: BatchNorm statistics stay those of the source
+
+    def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
+        if self.config.mode == "linear-probe":
+            model.backbone.eval()
+        return {"loss": self.task_loss(model(x), y)}

@@ -1,0 +1,5 @@
+"""Backbones and classifiers (nn.Modules only), created by name through the registry."""
+
+from .registry import create_backbone, list_backbones, register_backbone  # noqa: F401
+from .classifier import SceneClassifier  # noqa: F401
+from . import efficientnet_lite, resnet  # noqa: F401  (registers the backbones)
