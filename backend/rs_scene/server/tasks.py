@@ -1,0 +1,150 @@
+"""The job bodies: classify a raster (by reference or by value) and train a model. Torch loads here, lazily,
+in the worker thread, so the service answers /health at once."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job, JobCancelled, Runner
+from .pixels import write_pixels
+
+_CLASSIFY_KEYS = (
+    "model",
+    "out_gpkg",
+    "heatmap",
+    "class_raster",
+    "bands",
+    "tile_size",
+    "stride",
+    "device",
+    "cam",
+    "cam_class",
+    "extent",
+    "mask",
+    "min_valid",
+    "input_scale",
+    "gsd",
+    "edge",
+    "batch_size",
+)
+
+
+def classify_runner(req: dict[str, Any], device: str) -> Runner:
+    def run(job: Job) -> dict[str, Any]:
+        from ..engine.infer import Cancelled, ClassifyParams, classify_raster
+
+        tmp = Path(tempfile.mkdtemp(prefix=f"rs-scene-{job.id}-")) if "pixels" in req else None
+        try:
+            if tmp is not None:
+                job.report(0, 0, "receiving pixels")
+                raster = str(write_pixels(*req["pixels"], tmp / "pixels.tif"))
+            else:
+                raster = req["raster"]
+            kw = {k: req[k] for k in _CLASSIFY_KEYS if k in req}
+            kw.setdefault("device", device)
+            params = ClassifyParams(raster=raster, **kw)
+            job.report(0, 0, "loading model")
+            try:
+                res = classify_raster(params, progress=job.report, cancel=job.cancel)
+            except Cancelled as exc:
+                raise JobCancelled(str(exc)) from exc
+            return {
+                "tiles_total": res.tiles_total,
+                "tiles_classified": res.tiles_classified,
+                "tiles_skipped": res.tiles_skipped,
+                "class_counts": res.class_counts,
+                "seconds": res.seconds,
+                "outputs": res.outputs,
+                "model": res.model,
+            }
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    return run
+
+
+def _polygon_data(req: dict[str, Any]) -> Any:
+    """Chips under labelled polygons, from the backend's polygon dataset reader."""
+    from ..errors import RSSceneError
+
+    try:
+        from ..data.polygons import polygon_dataset  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RSSceneError(
+            "this backend version cannot train from labelled polygons yet; "
+            "export chips to a folder-per-class dataset and train from that"
+        ) from exc
+    return polygon_dataset(
+        req["raster"],
+        req["labels"],
+        req["class_field"],
+        bands=req.get("bands"),
+        tile_size=req.get("tile_size"),
+        input_scale=req.get("input_scale"),
+    )
+
+
+def train_runner(req: dict[str, Any], device: str) -> Runner:
+    def run(job: Job) -> dict[str, Any]:
+        from ..engine.train import TrainParams, train_model
+        from ..engine.trainer import Cancelled, TrainSettings
+        from ..zoo import user_models_dir
+
+        out = req.get("out")
+        if not out:
+            user_models_dir().mkdir(parents=True, exist_ok=True)
+            out = str(user_models_dir() / f"{req['name']}.pt")
+        settings = TrainSettings(
+            device=req.get("device", device), seed=req.get("seed", 0), patience=req.get("patience", 0)
+        )
+        params = TrainParams(
+            out=out,
+            method=req.get("method", "pretrain"),
+            data=req.get("data"),
+            name=req.get("name"),
+            options=req.get("options", {}),
+            bands=req.get("bands"),
+            image_size=req.get("image_size"),
+            input_size=req.get("input_size"),
+            val_fraction=req.get("val_fraction", 0.0),
+            holdout=req.get("holdout", True),
+            description=req.get("description", ""),
+            settings=settings,
+        )
+        job.report(0, 0, "reading training data")
+        data = _polygon_data(req) if req.get("raster") else None
+        try:
+            card, metrics = train_model(
+                params, data=data, progress=lambda ev: _on_train_event(job, ev), cancel=job.cancel
+            )
+        except Cancelled as exc:
+            raise JobCancelled(str(exc)) from exc
+        return {
+            "model": card.name,
+            "path": out,
+            "card": card.to_dict(),
+            "metrics": metrics,
+            "outputs": {"model": out},
+        }
+
+    return run
+
+
+def _on_train_event(job: Job, ev: dict[str, Any]) -> None:
+    if ev.get("event") == "step":
+        steps, epochs = int(ev["steps"]), int(ev["epochs"])
+        stage = (
+            ev["stage"]
+            if ev.get("stages", 1) == 1
+            else f"{ev['stage']} ({ev['stage_index'] + 1}/{ev['stages']})"
+        )
+        job.report((int(ev["epoch"]) - 1) * steps + int(ev["step"]), epochs * steps, f"train {stage}")
+        job.metrics = {**job.metrics, "step_loss": ev["loss"], "epoch": ev["epoch"], "epochs": epochs}
+    elif ev.get("event") == "epoch":
+        record = {k: v for k, v in ev.items() if k != "event"}
+        job.history.append(record)
+        job.metrics = {**job.metrics, **record}
