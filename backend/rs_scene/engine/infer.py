@@ -263,6 +263,10 @@ def _run(params: ClassifyParams, card: ModelCard, model: torch.nn.Module, plan: 
         stop.set()
         for _ in batches:  # drain so the reader thread ends
             pass
+    if res.tiles_classified == 0:
+        raise RSSceneError(
+            f"{params.raster}: no valid pixels to classify: all {res.tiles_total} tiles are nodata, masked "
+            f"or under --min-valid {params.min_valid}")
     res.class_counts = dict(counts.most_common())
     return res
 

@@ -101,7 +101,7 @@ class TileReader:
         self.ds.close()
 
     def tile_transform(self, tile: Tile) -> Affine:
-        return self.ds.transform * Affine.translation(tile.x, tile.y) * Affine.scale(
+        return self.ds.transform @ Affine.translation(tile.x, tile.y) @ Affine.scale(
             tile.w / self.size, tile.h / self.size)
 
     def read(self, tile: Tile, mask_fn: Any = None) -> TileRead:

@@ -156,7 +156,7 @@ class HeatmapWriter:
     def __init__(self, target: str, profile_src: Any, area: tuple[int, int, int, int], band_h: int) -> None:
         self.path = AtomicPath(target)
         self.x0, self.y0, self.w, self.h = area
-        transform = profile_src.transform * Affine.translation(self.x0, self.y0)
+        transform = profile_src.transform @ Affine.translation(self.x0, self.y0)
         self.dst = rasterio.open(
             self.path.tmp, "w", driver="GTiff", width=self.w, height=self.h, count=1, dtype="float32",
             crs=profile_src.crs, transform=transform, nodata=HEAT_NODATA, tiled=True, blockxsize=256,
@@ -243,7 +243,7 @@ class ClassRasterWriter:
 
     def commit(self) -> None:
         out = np.where(self.cnt > 0, self.prob.argmax(-1), CLASS_NODATA).astype(np.uint8)
-        transform = self.src.transform * Affine.translation(self.x0, self.y0) * Affine.scale(self.sx, self.sy)
+        transform = self.src.transform @ Affine.translation(self.x0, self.y0) @ Affine.scale(self.sx, self.sy)
         with rasterio.open(self.path.tmp, "w", driver="GTiff", width=self.cols, height=self.rows, count=1,
                            dtype="uint8", crs=self.src.crs, transform=transform, nodata=CLASS_NODATA,
                            compress="deflate") as dst:

@@ -1,0 +1,86 @@
+"""Band names, band resolution against model cards, and per-band scaling by dtype."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_raster
+from rs_scene.bands import canonical_band, resolve_bands
+from rs_scene.errors import RSSceneError
+from rs_scene.io.raster import TileReader, default_divisor
+from rs_scene.io.tiling import Tile
+
+S2_MODEL = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+@pytest.mark.parametrize("raw,canon", [
+    ("B2", "B02"), ("b02", "B02"), ("B8", "B08"), ("B8A", "B8A"), ("b8a", "B8A"), ("B12", "B12"),
+    ("Red", "red"), ("NIR", "nir"), ("r", "red"), ("Blue", "blue"),
+])
+def test_canonical_band(raw: str, canon: str) -> None:
+    assert canonical_band(raw) == canon
+
+
+def test_resolve_by_description_in_any_order() -> None:
+    names = ["B12", "B11", "B8A", "B08", "B07", "B06", "B05", "B04", "B03", "B02", "B01"]
+    assert resolve_bands(S2_MODEL, names) == [10, 9, 8, 7, 6, 5, 4, 11 - 8, 2, 1]
+
+
+def test_resolve_rgb_from_colour_interp_and_s2_equivalents() -> None:
+    assert resolve_bands(["red", "green", "blue"], ["red", "green", "blue", None]) == [1, 2, 3]
+    assert resolve_bands(["red", "green", "blue"], S2_MODEL) == [3, 2, 1]
+
+
+def test_option_forms() -> None:
+    unnamed = [None] * 4
+    assert resolve_bands(["red", "green", "blue"], unnamed, "red=3,green=2,blue=1") == [3, 2, 1]
+    assert resolve_bands(["red", "green", "blue"], unnamed, "1,2,3") == [1, 2, 3]
+    assert resolve_bands(["red", "green", "blue"], unnamed, "blue,green,red,nir") == [3, 2, 1]
+
+
+def test_missing_bands_named_in_error() -> None:
+    with pytest.raises(RSSceneError, match=r"B11, B12"):
+        resolve_bands(S2_MODEL, S2_MODEL[:8])
+    with pytest.raises(RSSceneError, match="band 7 does not exist"):
+        resolve_bands(["red", "green", "blue"], [None] * 4, "red=7,green=2,blue=1")
+    with pytest.raises(RSSceneError, match="names 2 bands but the raster has 4"):
+        resolve_bands(["red", "green", "blue"], [None] * 4, "red,green")
+
+
+@pytest.mark.parametrize("dtype,card_scale,expected", [
+    ("uint8", 10000, 255.0), ("uint16", 10000, 10000.0), ("uint16", 255, 255.0), ("int16", 1000, 1000.0),
+    ("float32", 10000, 1.0),
+])
+def test_default_divisor(dtype: str, card_scale: float, expected: float) -> None:
+    assert default_divisor(dtype, card_scale) == expected
+
+
+def test_uint16_reflectance_is_not_divided_by_255(tmp_path: Path) -> None:
+    data = np.full((2, 32, 32), 2500, dtype=np.uint16)
+    path = write_raster(tmp_path / "r.tif", data)
+    reader = TileReader(str(path), [1, 2], 32, default_divisor("uint16", 10000), [0.0, 0.0])
+    try:
+        r = reader.read(Tile(0, 0, 0, 0, 32, 32))
+    finally:
+        reader.close()
+    assert np.allclose(r.data, 0.25)
+    assert r.valid_fraction == 1.0
+
+
+def test_nodata_and_padding_count_as_invalid(tmp_path: Path) -> None:
+    data = np.full((1, 40, 40), 100, dtype=np.uint16)
+    data[:, :, :10] = 0  # a nodata strip on the left quarter
+    path = write_raster(tmp_path / "n.tif", data, nodata=0)
+    reader = TileReader(str(path), [1], 32, 1000.0, [0.5])
+    try:
+        left = reader.read(Tile(0, 0, 0, 0, 32, 32))
+        edge = reader.read(Tile(0, 1, 32, 0, 32, 32))  # 8 px inside, 24 px padding
+    finally:
+        reader.close()
+    assert left.valid_fraction == pytest.approx(22 / 32)
+    assert np.allclose(left.data[0][:, :10], 0.5), "invalid pixels get the fill value, never raw zeros"
+    assert np.allclose(left.data[0][:, 10:], 0.1)
+    assert edge.valid_fraction == pytest.approx(8 * 32 / (32 * 32))

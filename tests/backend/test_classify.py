@@ -1,0 +1,133 @@
+"""End-to-end ``rs-scene classify`` on the shared real scenes, and heatmap georeferencing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import fiona
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, run_cli
+from rs_scene.engine.infer import load_model
+from rs_scene.engine.evaluate import preprocess
+from rs_scene.engine.plan import make_plan
+from rs_scene.explain.cam import CamRunner
+from rs_scene.io.raster import TileReader
+from rs_scene.io.writers import read_run_record
+
+
+def _check_grid(gpkg: Path, raster: Path, expected_tiles: int, model: str) -> list[dict]:
+    with fiona.open(gpkg) as src, rasterio.open(raster) as ds:
+        assert src.driver == "GPKG"
+        assert rasterio.crs.CRS.from_wkt(src.crs_wkt) == ds.crs
+        feats = [dict(f.properties) | {"bounds": fiona.bounds(f)} for f in src]
+    assert len(feats) == expected_tiles
+    classified = [f for f in feats if f["status"] == "classified"]
+    assert classified, "at least one tile classified"
+    for f in classified:
+        assert 0 <= f["confidence"] <= 1 and f["top1_name"] == f["class_name"]
+        assert f["top1_prob"] >= f["top2_prob"] >= f["top3_prob"]
+        assert f["model"] == model and f["valid_fraction"] >= 0.5
+    return feats
+
+
+def test_sentinel2_scene(tmp_path: Path) -> None:
+    out, heat, cls = tmp_path / "grid.gpkg", tmp_path / "heat.tif", tmp_path / "cls.tif"
+    proc = run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+                   "--input-scale", "1000", "--out", out, "--heatmap", heat, "--class-raster", cls, "--json",
+                   check=True)
+    summary = json.loads(proc.stdout)
+    with rasterio.open(S2_SCENE) as ds:
+        expected = math.ceil(ds.width / 64) * math.ceil(ds.height / 64)
+        feats = _check_grid(out, S2_SCENE, expected, "sentinel2-eurosat")
+        assert summary["tiles_total"] == expected
+        with rasterio.open(heat) as h:
+            assert h.crs == ds.crs and h.transform == ds.transform and h.dtypes[0] == "float32"
+            arr = h.read(1, masked=True)
+            assert 0 <= arr.min() and arr.max() <= 1.0 + 1e-6
+            assert arr.count() > 0.9 * ds.width * ds.height
+        with rasterio.open(cls) as c:
+            assert c.colormap(1)[0][:3] != (0, 0, 0)
+            assert c.res == (64 * ds.res[0], 64 * ds.res[1])
+    record = read_run_record(out)
+    assert record["model"] == "sentinel2-eurosat" and len(record["model_sha256"]) == 64
+    assert record["tiles_total"] == len(feats)
+    # several land-cover classes on a coastal scene, and the sea is classified as water
+    assert len({f["class_name"] for f in feats if f["status"] == "classified"}) >= 3
+    top_left = next(f for f in feats if f["row"] == 0 and f["col"] == 0)
+    assert top_left["class_name"] == "SeaLake"
+
+
+def test_naip_four_band_native_gsd(tmp_path: Path) -> None:
+    out = tmp_path / "naip.gpkg"
+    run_cli("classify", NAIP, "--model", "aerial-rgb", "--gsd", "native", "--tile-size", "128", "--out", out,
+            check=True)
+    with rasterio.open(NAIP) as ds:
+        expected = math.ceil(ds.width / 128) * math.ceil(ds.height / 128)
+    _check_grid(out, NAIP, expected, "aerial-rgb")
+
+
+def test_landsat_rgb_records_skipped_nodata_tiles(tmp_path: Path) -> None:
+    out = tmp_path / "landsat.gpkg"
+    run_cli("classify", LANDSAT, "--model", "aerial-rgb", "--gsd", "native", "--out", out, check=True)
+    with rasterio.open(LANDSAT) as ds:
+        expected = math.ceil(ds.width / 256) * math.ceil(ds.height / 256)
+    feats = _check_grid(out, LANDSAT, expected, "aerial-rgb")
+    skipped = [f for f in feats if f["status"] != "classified"]
+    assert skipped, "the rotated Landsat footprint leaves nodata corners"
+    assert all(f["valid_fraction"] < 0.5 and f["class_id"] == -1 for f in skipped)
+
+
+def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
+    """Each tile's own Grad-CAM peak, mapped through the tile's transform, is inside that tile's polygon and is
+    where the mosaicked GeoTIFF is hottest within the tile."""
+    with rasterio.open(S2_SCENE) as ds:
+        x0, y0 = ds.transform * (128, 192)
+        x1, y1 = ds.transform * (128 + 4 * 64, 192 + 3 * 64)
+    extent = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"
+    out, heat = tmp_path / "g.gpkg", tmp_path / "h.tif"
+    run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
+            "1000", "--extent", extent, "--out", out, "--heatmap", heat, check=True)
+    card, model, _ = load_model("sentinel2-eurosat", torch.device("cpu"))
+    with rasterio.open(S2_SCENE) as ds:
+        plan = make_plan(ds, card, bands=S2_BANDS_OPT, input_scale=1000, extent=tuple(map(float, extent.split(","))))
+    assert len(plan.tiles) == 12
+    polygons = {(f.properties["row"], f.properties["col"]): fiona.bounds(f) for f in fiona.open(out)}
+    reader = TileReader(str(S2_SCENE), plan.bands, card.input_size, plan.divisor, card.mean)
+    runner = CamRunner(model, "gradcam")
+    try:
+        with rasterio.open(heat) as h:
+            for t in plan.tiles:
+                r = reader.read(t)
+                _, maps = runner.run(preprocess(torch.from_numpy(r.data[None]), card))
+                i, j = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+                px, py = reader.tile_transform(t) * (j + 0.5, i + 0.5)
+                bx0, by0, bx1, by1 = polygons[(t.row, t.col)]
+                assert bx0 <= px <= bx1 and by0 <= py <= by1, f"peak of tile {t} outside its polygon"
+                hr, hc = h.index(px, py)
+                window = h.read(1, window=((t.y - plan.area[1], t.y - plan.area[1] + t.h),
+                                           (t.x - plan.area[0], t.x - plan.area[0] + t.w)))
+                assert h.read(1)[hr, hc] >= 0.85 * window.max(), f"mosaic is not hottest at the peak of {t}"
+    finally:
+        reader.close()
+        runner.close()
+
+
+@pytest.mark.parametrize("opts", [["--stride", "32"], ["--edge", "shift"]])
+def test_overlap_and_edge_options(tmp_path: Path, opts: list[str]) -> None:
+    with rasterio.open(S2_SCENE) as ds:
+        x0, y0 = ds.transform * (0, 0)
+        x1, y1 = ds.transform * (200, 150)
+    out, heat = tmp_path / "g.gpkg", tmp_path / "h.tif"
+    run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
+            "1000", "--extent", f"{x0},{y1},{x1},{y0}", "--out", out, "--heatmap", heat, *opts, check=True)
+    n = len(list(fiona.open(out)))
+    assert n == (5 * 3 if opts[0] == "--stride" else 4 * 3)  # stride 32: starts 0..160 x 0..96 (+pad)
+    with rasterio.open(heat) as h:
+        assert h.width == 200 and h.height == 150
+        assert h.read(1, masked=True).count() == 200 * 150
