@@ -138,6 +138,7 @@ def resolve_bands(
         raise RSSceneError(
             f"{source}: cannot find band(s) {', '.join(missing)} needed by the model (model bands: "
             f"{', '.join(model_bands)}; the raster's {count} band(s) are named: {known}). "
-            "Name the raster's bands with --bands, e.g. --bands " + ",".join(model_bands[:count] or model_bands)
+            "Say which raster band is which with --bands, e.g. --bands "
+            + ",".join(f"{b}={i + 1}" for i, b in enumerate(model_bands[:count]))
         )
     return out

@@ -47,7 +47,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     for key in ("path", "driver", "width", "height", "count", "dtypes", "crs", "gsd_m", "nodata", "bounds"):
         print(f"{key:>10}: {info[key]}")
-    print("     bands: " + ", ".join(f"{i + 1}={n or '?'}" for i, n in enumerate(info["band_names"])))
+    print("     bands: " + ", ".join(f"{i + 1}={n or '?'}" for i, n in enumerate(info["band_names"]))
+          + (" (unnamed 8-bit bands: assumed aerial order; override with --bands)"
+             if info["band_names_assumed"] else ""))
     for f in fits:
         print(f"     model: {f['model']}: " + ("fits (bands found by name)" if f["fits"] else f["why"]))
     return 0

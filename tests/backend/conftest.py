@@ -32,6 +32,22 @@ def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]
     return proc
 
 
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI's ``main`` in this process (same code path, no interpreter start-up)."""
+    import contextlib
+    import io
+
+    from rs_scene.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = int(exc.code or 0)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def write_raster(path: Path, data: np.ndarray, crs: str | None = "EPSG:32633", res: float = 10.0,
                  nodata: float | None = None, descriptions: list[str] | None = None) -> Path:
     count, h, w = data.shape

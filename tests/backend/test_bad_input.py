@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import S2_BANDS_OPT, S2_SCENE, run_cli, write_raster
+from conftest import S2_BANDS_OPT, S2_SCENE, run_main, write_raster
 
 
 def _classify(tmp_path: Path, raster: Path, *extra: str, model: str = "sentinel2-eurosat"):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    proc = run_cli("classify", raster, "--model", model, "--out", out / "g.gpkg", "--heatmap", out / "h.tif",
+    proc = run_main("classify", raster, "--model", model, "--out", out / "g.gpkg", "--heatmap", out / "h.tif",
                    "--class-raster", out / "c.tif", *extra)
     return proc, out
 
@@ -94,10 +94,10 @@ def test_unknown_model(tmp_path: Path) -> None:
 def test_unwritable_output(tmp_path: Path) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    proc = run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+    proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
                    "--out", blocker / "grid.gpkg")
     assert proc.returncode != 0 and "does not exist" in proc.stderr and "grid.gpkg" in proc.stderr
-    proc = run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+    proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
                    "--out", tmp_path / "missing-dir" / "grid.gpkg")
     assert proc.returncode != 0 and "missing-dir" in proc.stderr
 

@@ -88,9 +88,11 @@ def detect_kind(root: Path) -> str:
         return "bigearthnet"
     tifs = sorted(first.glob("*.tif"))
     if tifs:
-        with rasterio.open(tifs[0]) as ds:
-            if ds.count == 13:
-                return "eurosat"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(tifs[0]) as ds:
+                if ds.count == 13:
+                    return "eurosat"
     return "folder"
 
 

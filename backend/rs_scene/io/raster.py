@@ -37,7 +37,10 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
 
 
 def band_names(ds: Any) -> list[str | None]:
-    """Each band's name: its description when set, else its colour interpretation (red/green/blue)."""
+    """Each band's name: its description when set, else its colour interpretation (red/green/blue).
+
+    An 8-bit raster of 3 or 4 bands that names none of them is read in the aerial order red, green, blue
+    (, near-infrared), as NAIP and most orthophoto products store them (``assumed_aerial_order``)."""
     names: list[str | None] = []
     for i, desc in enumerate(ds.descriptions):
         if desc:
@@ -45,7 +48,15 @@ def band_names(ds: Any) -> list[str | None]:
             continue
         ci = ds.colorinterp[i] if i < len(ds.colorinterp) else None
         names.append(_COLOR_NAMES.get(ci))
+    if assumed_aerial_order(ds, names):
+        return ["red", "green", "blue", "nir"][: ds.count]
     return names
+
+
+def assumed_aerial_order(ds: Any, names: list[str | None] | None = None) -> bool:
+    if names is None:
+        names = [d or _COLOR_NAMES.get(c) for d, c in zip(ds.descriptions, ds.colorinterp)]
+    return ds.count in (3, 4) and all(n is None for n in names) and set(ds.dtypes) == {"uint8"}
 
 
 def gsd_metres(ds: Any) -> float:
@@ -66,6 +77,7 @@ def raster_info(ds: Any) -> dict[str, Any]:
         "dtypes": sorted(set(ds.dtypes)), "crs": crs.to_string() if crs else None,
         "epsg": crs.to_epsg() if crs else None, "gsd_m": round(gsd_metres(ds), 4) if crs else None,
         "nodata": ds.nodata, "bounds": list(ds.bounds), "band_names": band_names(ds),
+        "band_names_assumed": assumed_aerial_order(ds),
         "transform": list(ds.transform)[:6],
     }
 
@@ -128,3 +140,68 @@ class TileReader:
             valid &= mask_fn(tile, self.tile_transform(tile), s)
         data = np.where(valid[None], data, self.fill)
         return TileRead(data, valid, float(valid.mean()))
+
+    def read_run(self, tiles: list[Tile], mask_fn: Any = None) -> list[TileRead]:
+        """Read tiles with one GDAL call per run of same-row neighbours instead of two per tile.
+
+        GDAL's resampled read takes pixels beyond the window into account, so cutting a run's read into
+        tiles gives exactly what :meth:`read` gives tile by tile whenever every tile edge falls on a whole
+        output pixel (checked; other tiles are read one by one)."""
+        out: list[TileRead] = []
+        i = 0
+        while i < len(tiles):
+            j = i + 1
+            while j < len(tiles) and self._joins(tiles[j - 1], tiles[j]):
+                j += 1
+            run = tiles[i:j]
+            out.extend(self._read_joined(run, mask_fn) if len(run) > 1 else [self.read(run[0], mask_fn)])
+            i = j
+        return out
+
+    def _joins(self, a: Tile, b: Tile) -> bool:
+        if (a.y, a.h, a.w) != (b.y, b.h, b.w) or b.x <= a.x or a.w != a.h:
+            return False
+        f = self.size / a.w
+        cx, _, cw, ch = b.clipped(self.ds.width, self.ds.height)
+        return (cw > 0 and ch > 0 and _whole((b.x - a.x) * f) and _whole(f * cw) and _whole(f * (cx - b.x))
+                and _whole(f * ch) and b.x - a.x <= a.w)
+
+    def _read_joined(self, run: list[Tile], mask_fn: Any) -> list[TileRead]:
+        s, f, first = self.size, self.size / run[0].w, run[0]
+        x0, y0, _, ch = first.clipped(self.ds.width, self.ds.height)
+        x1 = max(t.clipped(self.ds.width, self.ds.height)[0] + t.clipped(self.ds.width, self.ds.height)[2]
+                 for t in run)
+        oy = round((y0 - first.y) * f)
+        oh, ow = max(min(round(ch * f), s - oy), 1), round((x1 - x0) * f)
+        win = Window(x0, y0, x1 - x0, ch)
+        resampling = Resampling.nearest if f == 1 else Resampling.bilinear
+        block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow), resampling=resampling)
+        if self.has_mask:
+            mask = self.ds.dataset_mask(window=win, out_shape=(oh, ow), resampling=Resampling.nearest) > 0
+        else:
+            mask = np.ones((oh, ow), dtype=bool)
+        if block.dtype.kind == "f":
+            mask &= np.isfinite(block).all(axis=0)
+        reads = []
+        for t in run:
+            data = np.empty((len(self.bands), s, s), dtype=np.float32)
+            data[:] = self.fill
+            valid = np.zeros((s, s), dtype=bool)
+            a = round((t.x - x0) * f)
+            ox = max(-a, 0)  # only the first tile of a run can start left of the raster
+            b = min(a + s, ow)
+            sub, m = block[:, :, max(a, 0) : b], mask[:, max(a, 0) : b]
+            w = sub.shape[-1]
+            valid[oy : oy + oh, ox : ox + w] = m
+            cell = data[:, oy : oy + oh, ox : ox + w]
+            np.divide(sub, self.divisor, out=cell, where=m[None], dtype=np.float32, casting="unsafe")
+            if mask_fn is not None:
+                extra = mask_fn(t, self.tile_transform(t), s)
+                data = np.where((valid & ~extra)[None], self.fill, data)
+                valid &= extra
+            reads.append(TileRead(data, valid, float(valid.mean())))
+        return reads
+
+
+def _whole(v: float) -> bool:
+    return abs(v - round(v)) < 1e-9

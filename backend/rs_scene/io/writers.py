@@ -46,7 +46,7 @@ class AtomicPath:
         os.replace(self.tmp, self.target)
 
     def abort(self) -> None:
-        for p in (self.tmp, Path(str(self.tmp) + "-journal"), Path(str(self.tmp) + ".aux.xml")):
+        for p in [self.tmp] + [Path(str(self.tmp) + s) for s in ("-journal", "-wal", "-shm", ".aux.xml")]:
             if p.exists():
                 p.unlink()
 
