@@ -28,9 +28,7 @@ WINDOW = Window(320, 96, 192, 128)  # 3 x 2 tiles of 64 px, off the nodata row 2
 class Service:
     """A started service and a tiny client (the plugin's client is Qt-free urllib too)."""
 
-    def __init__(
-        self, info: dict[str, Any], proc: subprocess.Popen[bytes], log: Path
-    ) -> None:
+    def __init__(self, info: dict[str, Any], proc: subprocess.Popen[bytes], log: Path) -> None:
         self.info, self.proc, self.log = info, proc, log
 
     def call(
@@ -42,11 +40,7 @@ class Service:
         method: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         token = self.info["token"] if token == "" else token
-        data = (
-            raw
-            if raw is not None
-            else (None if body is None else json.dumps(body).encode())
-        )
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(self.info["url"] + path, data=data, method=method)
         if token is not None:
             req.add_header("Authorization", f"Bearer {token}")
@@ -117,9 +111,7 @@ def test_info_file_is_private_and_loopback(service: Service) -> None:
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"])
-def test_requests_without_the_token_are_refused(
-    service: Service, token: str | None
-) -> None:
+def test_requests_without_the_token_are_refused(service: Service, token: str | None) -> None:
     for path, body in (
         ("/health", None),
         ("/models", None),
@@ -129,18 +121,14 @@ def test_requests_without_the_token_are_refused(
         assert status == 401, (path, reply)
         assert "token" in reply["error"]
     status, jobs = service.call("/jobs")
-    assert status == 200 and jobs["jobs"] == [], (
-        "a refused request must not start a job"
-    )
+    assert status == 200 and jobs["jobs"] == [], "a refused request must not start a job"
 
 
 def test_health_reports_version_and_device(service: Service) -> None:
     status, health = service.call("/health")
     assert status == 200
     assert health["status"] == "ok" and health["version"]
-    assert health["device"]["type"] == "cpu" and health["device"]["torch"].startswith(
-        "2."
-    )
+    assert health["device"]["type"] == "cpu" and health["device"]["torch"].startswith("2.")
 
 
 def test_models_and_methods(service: Service) -> None:
@@ -148,9 +136,7 @@ def test_models_and_methods(service: Service) -> None:
     assert status == 200
     s2 = {m["name"]: m for m in reply["models"]}["sentinel2-eurosat"]
     assert s2["bands"] == S2_BANDS_OPT.split(",")
-    assert len(s2["classes"]) == 10 and all(
-        c["color"].startswith("#") for c in s2["classes"]
-    )
+    assert len(s2["classes"]) == 10 and all(c["color"].startswith("#") for c in s2["classes"])
     status, reply = service.call("/methods")
     assert status == 200
     pretrain = {m["name"]: m for m in reply["methods"]}["pretrain"]
@@ -171,9 +157,7 @@ def classify(service: Service, tmp: Path, **request: Any) -> dict[str, Any]:
     return service.wait(job["id"])
 
 
-def test_classify_by_reference_and_by_value_agree(
-    service: Service, tmp_path: Path
-) -> None:
+def test_classify_by_reference_and_by_value_agree(service: Service, tmp_path: Path) -> None:
     with rasterio.open(S2_SCENE) as ds:
         extent = window_bounds(WINDOW, ds.transform)
         data = ds.read(window=WINDOW)
@@ -190,35 +174,26 @@ def test_classify_by_reference_and_by_value_agree(
             "data_b64": base64.b64encode(data.tobytes()).decode(),
         }
     (tmp_path / "ref").mkdir(), (tmp_path / "val").mkdir()
-    by_ref = classify(
-        service, tmp_path / "ref", raster=str(S2_SCENE), extent=list(extent)
-    )
+    by_ref = classify(service, tmp_path / "ref", raster=str(S2_SCENE), extent=list(extent))
     by_val = classify(service, tmp_path / "val", pixels=pixels, bands=None)
     for job in (by_ref, by_val):
         assert job["state"] == "done", job["error"]
         res = job["result"]
         assert res["tiles_total"] == 6 and res["tiles_classified"] == 6
-        assert (
-            Path(res["outputs"]["grid"]).exists()
-            and Path(res["outputs"]["heatmap"]).exists()
-        )
+        assert Path(res["outputs"]["grid"]).exists() and Path(res["outputs"]["heatmap"]).exists()
         with fiona.open(res["outputs"]["grid"]) as grid:
             assert len(grid) == 6
-            assert {f["properties"]["class_name"] for f in grid} == set(
-                res["class_counts"]
-            )
+            assert {f["properties"]["class_name"] for f in grid} == set(res["class_counts"])
+            xs, ys = zip(*(pt for f in grid for pt in f.geometry["coordinates"][0]))
+            assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx(extent), "tiles must cover the extent"
         with rasterio.open(res["outputs"]["heatmap"]) as heat:
             values = heat.read(1, masked=True)
             assert values.count() > 0 and float(values.max()) > float(values.min())
     assert by_ref["result"]["class_counts"] == by_val["result"]["class_counts"]
-    assert not list(Path("/tmp").glob(f"rs-scene-{by_val['id']}-*")), (
-        "the pixels' temp raster must go"
-    )
+    assert not list(Path("/tmp").glob(f"rs-scene-{by_val['id']}-*")), "the pixels' temp raster must go"
 
 
-def test_jobs_queue_one_at_a_time_and_cancel_leaves_nothing(
-    service: Service, tmp_path: Path
-) -> None:
+def test_jobs_queue_one_at_a_time_and_cancel_leaves_nothing(service: Service, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     status, big = service.call(
         "/jobs/classify",
@@ -259,9 +234,7 @@ def _extent_of(window: Window) -> tuple[float, float, float, float]:
         return window_bounds(window, ds.transform)
 
 
-def test_failing_job_reports_its_error_and_service_keeps_serving(
-    service: Service, tmp_path: Path
-) -> None:
+def test_failing_job_reports_its_error_and_service_keeps_serving(service: Service, tmp_path: Path) -> None:
     status, job = service.call(
         "/jobs/classify",
         {
@@ -299,16 +272,12 @@ def test_failing_job_reports_its_error_and_service_keeps_serving(
             "'model' is required",
         ),
         (
-            json.dumps(
-                {**S2, "raster": "/no/such.tif", "out_gpkg": "/tmp/x.gpkg"}
-            ).encode(),
+            json.dumps({**S2, "raster": "/no/such.tif", "out_gpkg": "/tmp/x.gpkg"}).encode(),
             "not found",
         ),
         (json.dumps({**S2, "raster": str(S2_SCENE)}).encode(), "nothing to write"),
         (
-            json.dumps(
-                {**S2, "raster": str(S2_SCENE), "out_gpkg": "/tmp/x.gpkg", "tiles": 3}
-            ).encode(),
+            json.dumps({**S2, "raster": str(S2_SCENE), "out_gpkg": "/tmp/x.gpkg", "tiles": 3}).encode(),
             "tiles",
         ),
         (
@@ -352,9 +321,7 @@ def test_failing_job_reports_its_error_and_service_keeps_serving(
         ),
     ],
 )
-def test_malformed_requests_get_400_with_a_message(
-    service: Service, raw: bytes, expect: str
-) -> None:
+def test_malformed_requests_get_400_with_a_message(service: Service, raw: bytes, expect: str) -> None:
     status, reply = service.call("/jobs/classify", raw=raw, method="POST")
     assert status == 400, reply
     assert expect in reply["error"]

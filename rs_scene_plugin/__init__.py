@@ -1,0 +1,10 @@
+"""RS Scene: classify remote-sensing scenes tile by tile, with attention heatmaps, from QGIS.
+
+Torch never loads inside QGIS: the plugin drives the ``rs-scene serve`` loopback service in its own Python.
+"""
+
+
+def classFactory(iface):  # noqa: N802 (QGIS's name)
+    from .plugin import RSScenePlugin
+
+    return RSScenePlugin(iface)

@@ -1,0 +1,1 @@
+"""Qt-light parts: backend client and process, jobs as QgsTasks, layer styling, export."""

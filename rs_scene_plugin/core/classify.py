@@ -1,0 +1,158 @@
+"""Classify a layer: the parameters a dialog or algorithm fills, the service request built from them, and
+the QgsTask that runs the job and adds the result layers on the main thread."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle, QgsTask
+
+from .backend import BackendManager
+from .client import BackendError, JobCancelled
+from .jobs import percent, run_job
+from .layers import add_above, load_grid, load_heatmap, summary
+from .pixels import gdal_band_names, is_local_file, pixel_size, read_pixels
+
+
+
+@dataclass
+class ClassifySpec:
+    """Everything one classification needs; dialogs and algorithms only fill this."""
+
+    model: Dict[str, Any]  # the model card from the service (name, classes, bands, gsd, tile_size)
+    bands: Optional[str] = None  # service form: "B02=1,B03=2,..." or None for automatic by name
+    tile_size: Optional[int] = None
+    stride: Optional[int] = None
+    extent: Optional[QgsRectangle] = None  # in the layer's CRS; None = whole layer
+    mask: Optional[str] = None  # vector file of polygons (already in the layer's CRS)
+    heatmap: bool = True
+    cam: str = "gradcam"
+    out_gpkg: Optional[str] = None  # None: temporary outputs
+    input_scale: Optional[float] = None
+    pixel_size: Optional[float] = None  # for layers read by value that have no native resolution
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def output_paths(spec: ClassifySpec) -> tuple[str, Optional[str], Optional[str]]:
+    """(grid, heatmap, temp folder to remove on failure or None)."""
+    if spec.out_gpkg:
+        out = Path(spec.out_gpkg)
+        heat = str(out.with_name(out.stem + "_heatmap.tif")) if spec.heatmap else None
+        return str(out), heat, None
+    tmp = tempfile.mkdtemp(prefix="rs_scene_")
+    return str(Path(tmp) / "tiles.gpkg"), (str(Path(tmp) / "heatmap.tif") if spec.heatmap else None), tmp
+
+
+def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: Optional[str]) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"model": spec.model.get("path") or spec.model["name"], "out_gpkg": grid,
+                            "cam": spec.cam, **spec.extra}
+    if heat:
+        body["heatmap"] = heat
+    for key in ("bands", "tile_size", "stride", "mask", "input_scale"):
+        if getattr(spec, key) is not None:
+            body[key] = getattr(spec, key)
+    if is_local_file(layer):
+        body["raster"] = layer.source().split("|")[0]
+        if spec.extent is not None:
+            e = spec.extent
+            body["extent"] = [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()]
+    return body
+
+
+class ClassifyJob:
+    """One classification, prepared where the layer lives (main or algorithm thread) and run anywhere."""
+
+    def __init__(self, spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: Optional[str]) -> None:
+        self.spec, self.layer_name = spec, layer.name()
+        self.body = request_body(spec, layer, grid, heat)
+        self.by_value = "raster" not in self.body
+        if self.by_value:  # a provider clone may be read from another thread
+            self._provider = layer.dataProvider().clone()
+            self._extent = spec.extent or layer.extent()
+            self._res = pixel_size(layer, spec.pixel_size or float(spec.model.get("gsd") or 1.0))
+            self._crs_wkt = layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+            self._names = gdal_band_names(layer)
+
+    def run(self, manager: BackendManager, on_update: Callable[[Dict[str, Any]], None],
+            is_canceled: Callable[[], bool]) -> Dict[str, Any]:
+        if self.by_value:
+            self.body["pixels"] = read_pixels(self._provider, self._extent, self._res, self._crs_wkt, self._names)
+        return run_job(manager, "classify", self.body, on_update, is_canceled)
+
+
+class ClassifyTask(QgsTask):
+    """Runs in a QGIS worker thread; layers are created in ``finished`` (the main thread)."""
+
+    def __init__(self, manager: BackendManager, spec: ClassifySpec, layer: QgsRasterLayer,
+                 on_finished: Optional[Callable[["ClassifyTask"], None]] = None,
+                 project: Optional[QgsProject] = None) -> None:
+        super().__init__(f"RS Scene: classify {layer.name()}", QgsTask.CanCancel)
+        self.manager, self.spec, self.layer = manager, spec, layer
+        self.layer_name, self.project = layer.name(), project or QgsProject.instance()
+        self.grid_path, self.heat_path, self.tmp = output_paths(spec)
+        self.job = ClassifyJob(spec, layer, self.grid_path, self.heat_path)
+        self.result: Dict[str, Any] = {}
+        self.error: Optional[str] = None
+        self.cancelled = False
+        self.added: List[Any] = []
+        self.on_finished = on_finished
+        self.last_job: Dict[str, Any] = {}
+
+    def run(self) -> bool:
+        try:
+            self.setProgress(1)
+            self.result = self.job.run(self.manager, self._update, self.isCanceled)
+            return True
+        except JobCancelled:
+            self.cancelled = True
+        except (BackendError, ValueError) as exc:
+            self.error = str(exc)
+        except Exception:  # shown to the user, never a crash of the task manager
+            self.error = traceback.format_exc()
+        return False
+
+    def _update(self, job: Dict[str, Any]) -> None:
+        self.last_job = job
+        self.setProgress(max(1.0, percent(job)))
+
+    def finished(self, ok: bool) -> None:
+        if ok:
+            try:
+                self._add_layers()
+            except Exception as exc:  # a result that cannot be loaded is a failure, not a crash
+                ok, self.error = False, f"the results could not be loaded: {exc}"
+        if not ok:
+            self.cancelled = self.cancelled or self.isCanceled()
+            self._discard()
+        if self.on_finished is not None:
+            self.on_finished(self)
+
+    def _add_layers(self) -> None:
+        classes = self.spec.model.get("classes", [])
+        layers = []
+        if self.heat_path:
+            layers.append(load_heatmap(self.heat_path, f"{self.layer_name} attention ({self.spec.cam})"))
+        layers.append(load_grid(self.grid_path, f"{self.layer_name} classes ({self.spec.model['name']})",
+                                classes))
+        base = self.project.mapLayer(self.layer.id()) if self._layer_alive() else None
+        add_above(self.project, base, layers)
+        self.added = layers
+
+    def _layer_alive(self) -> bool:
+        try:
+            return bool(self.layer.id())
+        except RuntimeError:  # deleted while the task ran
+            return False
+
+    def _discard(self) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @property
+    def summary(self) -> str:
+        return summary(self.result)

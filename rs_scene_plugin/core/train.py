@@ -1,0 +1,67 @@
+"""Train a model through the service: the parameters a dialog or algorithm fills, and the request."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+from .backend import BackendManager
+from .jobs import run_job
+from .labels import write_labels
+
+
+@dataclass
+class TrainSpec:
+    method: str = "pretrain"
+    options: Dict[str, Any] = field(default_factory=dict)  # the method's options (backbone, init, epochs, ...)
+    raster: Optional[QgsRasterLayer] = None
+    labels: Optional[QgsVectorLayer] = None
+    class_field: str = ""
+    data: str = ""  # a dataset folder instead of raster + labels
+    name: str = ""  # installed into the user's models under this name
+    out: str = ""  # or a .pt path
+    val_fraction: float = 0.2
+    bands: Optional[str] = None
+    tile_size: Optional[int] = None
+    input_scale: Optional[float] = None
+
+
+def train_body(spec: TrainSpec, workdir: str) -> Dict[str, Any]:
+    """The service request; polygons are written (labelled ones only, in the raster's CRS) under ``workdir``."""
+    body: Dict[str, Any] = {"method": spec.method, "options": dict(spec.options),
+                            "val_fraction": spec.val_fraction}
+    if spec.name:
+        body["name"] = spec.name
+    if spec.out:
+        body["out"] = spec.out
+    if spec.data:
+        if not os.path.isdir(spec.data):
+            raise ValueError(f"dataset folder not found: {spec.data}")
+        body["data"] = spec.data
+        return body
+    if spec.raster is None or spec.labels is None or not spec.class_field:
+        raise ValueError("choose a raster layer, a polygon layer and its class field (or a dataset folder)")
+    source = spec.raster.source().split("|")[0]
+    if spec.raster.providerType() != "gdal" or not os.path.isfile(source):
+        raise ValueError(f"layer '{spec.raster.name()}' is not a local raster file; save it as GeoTIFF first")
+    body.update(raster=source, class_field=spec.class_field,
+                labels=write_labels(spec.labels, spec.class_field, spec.raster.crs(),
+                                    os.path.join(workdir, "labels.gpkg")))
+    for key in ("bands", "tile_size", "input_scale"):
+        if getattr(spec, key) is not None:
+            body[key] = getattr(spec, key)
+    return body
+
+
+def run_training(manager: BackendManager, spec: TrainSpec, on_update: Callable[[Dict[str, Any]], None],
+                 is_canceled: Callable[[], bool]) -> Dict[str, Any]:
+    workdir = tempfile.mkdtemp(prefix="rs_scene_train_")
+    try:
+        return run_job(manager, "train", train_body(spec, workdir), on_update, is_canceled)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""The plugin object QGIS creates: actions (toolbar, Raster menu, raster layers' context menu), the Processing
+provider, and the backend service it stops on unload."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from qgis.core import QgsApplication, QgsMapLayerType, QgsRasterLayer
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .core.backend import BackendManager
+from .core.settings import icon_path
+
+MENU = "&RS Scene"
+
+
+class RSScenePlugin:
+    def __init__(self, iface: Any) -> None:
+        self.iface = iface
+        self.manager = BackendManager()
+        self.provider = None
+        self.actions: List[QAction] = []
+        self.layer_action: Optional[QAction] = None
+        self.toolbar = None
+        self.tasks: List[Any] = []  # QgsTasks must stay referenced while they run
+        self.dialogs: dict = {}
+
+    # -- QGIS hooks ------------------------------------------------------------------------------------------
+    def initProcessing(self) -> None:  # noqa: N802
+        from .processing.provider import RSSceneProvider
+
+        if self.provider is None:
+            self.provider = RSSceneProvider(self.manager)
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:  # noqa: N802
+        self.initProcessing()
+        icon = QIcon(icon_path())
+        self.toolbar = self.iface.addToolBar("RS Scene")
+        self.toolbar.setObjectName("RSSceneToolbar")
+        for text, slot, on_toolbar in (
+            ("Classify layer…", self.show_classify, True),
+            ("Train model…", self.show_train, True),
+            ("Export…", self.show_export, False),
+            ("Backend settings…", self.show_settings, False),
+            ("Install backend…", self.show_install, False),
+            ("Diagnostics…", self.show_diagnostics, False),
+        ):
+            action = QAction(icon if on_toolbar else QIcon(), text, self.iface.mainWindow())
+            action.setObjectName("rs_scene_" + text.split()[0].lower())
+            action.triggered.connect(slot)
+            self.iface.addPluginToRasterMenu(MENU, action)
+            if on_toolbar:
+                self.toolbar.addAction(action)
+            self.actions.append(action)
+        self.layer_action = QAction(icon, "Classify layer (RS Scene)…", self.iface.mainWindow())
+        self.layer_action.triggered.connect(lambda: self.show_classify(self.iface.activeLayer()))
+        self.iface.addCustomActionForLayerType(self.layer_action, "", QgsMapLayerType.RasterLayer, True)
+
+    def unload(self) -> None:
+        for task in list(self.tasks):
+            try:
+                task.cancel()
+            except RuntimeError:
+                pass
+        for dialog in self.dialogs.values():
+            dialog.close()
+            dialog.deleteLater()
+        self.dialogs.clear()
+        for action in self.actions:
+            self.iface.removePluginRasterMenu(MENU, action)
+            action.deleteLater()
+        self.actions = []
+        if self.layer_action is not None:
+            self.iface.removeCustomActionForLayerType(self.layer_action)
+            self.layer_action.deleteLater()
+            self.layer_action = None
+        if self.toolbar is not None:
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        self.manager.stop()
+
+    # -- actions ---------------------------------------------------------------------------------------------
+    def _dialog(self, key: str, factory: Any) -> Any:
+        if key not in self.dialogs:
+            self.dialogs[key] = factory()
+        return self.dialogs[key]
+
+    def show_classify(self, layer: Optional[QgsRasterLayer] = None) -> Any:
+        from .gui.classify_dialog import ClassifyDialog
+
+        dlg = self._dialog("classify", lambda: ClassifyDialog(self.iface, self.manager, self.tasks,
+                                                              self.iface.mainWindow()))
+        dlg.open_for(layer if isinstance(layer, QgsRasterLayer) else None)
+        return dlg
+
+    def show_train(self) -> Any:
+        from .gui.train_dialog import TrainDialog
+
+        dlg = self._dialog("train", lambda: TrainDialog(self.iface, self.manager, self.iface.mainWindow()))
+        dlg.open_fresh()
+        return dlg
+
+    def show_export(self) -> Any:
+        from .gui.export_dialog import ExportDialog
+
+        dlg = self._dialog("export", lambda: ExportDialog(self.iface, self.iface.mainWindow()))
+        dlg.show()
+        return dlg
+
+    def show_settings(self) -> Any:
+        from .gui.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.manager, self.iface.mainWindow())
+        dlg.show()
+        self.dialogs["settings"] = dlg
+        return dlg
+
+    def show_install(self) -> Any:
+        from .gui.install_dialog import InstallDialog
+
+        dlg = self._dialog("install", lambda: InstallDialog(self.manager, self.iface.mainWindow()))
+        dlg.show()
+        return dlg
+
+    def show_diagnostics(self) -> Any:
+        from .gui.settings_dialog import DiagnosticsDialog
+
+        dlg = DiagnosticsDialog(self.manager, self.iface.mainWindow())
+        dlg.show()
+        self.dialogs["diagnostics"] = dlg
+        return dlg

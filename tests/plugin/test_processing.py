@@ -1,0 +1,72 @@
+"""Each Processing algorithm on a real scene against a real service, as batch mode or qgis_process run it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import S2_BANDS, S2_SCENE, polygon_layer, small_extent
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer, QgsVectorLayer
+
+
+@pytest.fixture
+def provider(manager, qgis_processing):
+    from rs_scene_plugin.processing.provider import RSSceneProvider
+
+    registry = QgsApplication.processingRegistry()
+    prov = RSSceneProvider(manager)
+    registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)
+
+
+def run(alg: str, params: dict) -> dict:
+    import processing
+
+    return processing.run(f"rs_scene:{alg}", params)
+
+
+def test_classify_writes_a_styled_grid_and_a_heatmap(provider, s2_layer, tmp_path: Path) -> None:
+    ext = small_extent(s2_layer)
+    result = run("classify", {
+        "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+        "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]",
+        "OUTPUT_GRID": str(tmp_path / "grid.gpkg"), "OUTPUT_HEATMAP": str(tmp_path / "heat.tif")})
+    assert result["TILES_TOTAL"] == 6 and result["TILES_CLASSIFIED"] == 6
+    assert sum(result["CLASS_COUNTS"].values()) == 6
+    grid = QgsVectorLayer(result["OUTPUT_GRID"], "grid", "ogr")
+    assert grid.isValid() and grid.featureCount() == 6
+    assert grid.renderer().type() == "categorizedSymbol", "the GeoPackage's default style must load"
+    assert {f["class_name"] for f in grid.getFeatures()} == set(result["CLASS_COUNTS"])
+    assert grid.extent().contains(ext) and ext.contains(grid.extent())
+    heat = QgsRasterLayer(result["OUTPUT_HEATMAP"], "heat")
+    assert heat.isValid() and heat.width() == 192 and heat.height() == 128
+
+
+def test_classify_names_missing_bands(provider, s2_layer, tmp_path: Path) -> None:
+    missing = r"aberystwyth. lacks band\(s\) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 needed"
+    with pytest.raises(QgsProcessingException, match=missing):
+        run("classify", {"INPUT": s2_layer, "MODEL": "sentinel2-eurosat",
+                         "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
+    with pytest.raises(QgsProcessingException, match="Unknown model 'nope'.*sentinel2-eurosat"):
+        run("classify", {"INPUT": s2_layer, "MODEL": "nope", "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
+    assert not list(tmp_path.iterdir())
+
+
+def test_exportchips_writes_a_folder_per_class(provider, s2_layer, tmp_path: Path) -> None:
+    labels = polygon_layer(s2_layer, {"sea": [(0, 0, 128, 64)], "town": [(700, 600, 64, 128)]})
+    result = run("exportchips", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover",
+                                 "TILE_SIZE": 32, "OUTPUT": str(tmp_path / "chips")})
+    assert result["CLASS_COUNTS"] == {"sea": 8, "town": 8}
+    assert sorted(os.listdir(tmp_path / "chips")) == ["sea", "town"]
+    chip = QgsRasterLayer(str(next((tmp_path / "chips" / "sea").iterdir())), "chip")
+    assert chip.width() == 32 and chip.bandCount() == 10 and chip.crs() == s2_layer.crs()
+
+
+def test_exportchips_refuses_polygons_without_class_values(provider, s2_layer, tmp_path: Path) -> None:
+    labels = polygon_layer(s2_layer, {"": [(0, 0, 128, 64)]})
+    with pytest.raises(QgsProcessingException, match="no polygon has a class value in field 'landcover'"):
+        run("exportchips", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover",
+                            "OUTPUT": str(tmp_path / "chips")})
+    assert not (tmp_path / "chips").exists() or not list((tmp_path / "chips").iterdir())
