@@ -99,6 +99,7 @@ class ClassifyTask(QgsTask):
         self.result: Dict[str, Any] = {}
         self.error: Optional[str] = None
         self.cancelled = False
+        self.completed = False  # set last in finished(): the C++ task may be gone after that
         self.added: List[Any] = []
         self.on_finished = on_finished
         self.last_job: Dict[str, Any] = {}
@@ -129,6 +130,7 @@ class ClassifyTask(QgsTask):
         if not ok:
             self.cancelled = self.cancelled or self.isCanceled()
             self._discard()
+        self.completed = True
         if self.on_finished is not None:
             self.on_finished(self)
 

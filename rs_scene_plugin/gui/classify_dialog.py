@@ -1,0 +1,259 @@
+"""The Classify dialog: it only fills a ClassifySpec and starts a ClassifyTask."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsFeatureRequest, QgsMapLayerProxyModel,
+                       QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorFileWriter, QgsVectorLayer)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFormLayout,
+                                 QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton,
+                                 QSpinBox, QVBoxLayout)
+
+from ..core.backend import BackendManager
+from ..core.bands import mapping_option, missing_bands, names_to_mapping
+from ..core.classify import ClassifySpec, ClassifyTask
+from ..core.client import BackendError
+from ..core.pixels import gdal_band_names
+from ..processing.classify_alg import CAMS
+from .widgets import BandMappingTable, StatusLabel
+
+EXTENTS = ["Whole layer", "Map canvas", "Selected polygons"]
+
+
+class ClassifyDialog(QDialog):
+    def __init__(self, iface: Any, manager: BackendManager, tasks: List[Any], parent=None) -> None:
+        super().__init__(parent)
+        self.iface, self.manager, self.tasks = iface, manager, tasks
+        self.models: Dict[str, Dict[str, Any]] = {}
+        self.task: Optional[ClassifyTask] = None
+        self._mask_dir: Optional[str] = None
+        self.setWindowTitle("RS Scene — Classify layer")
+        self._build()
+
+    # -- layout ----------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        form = QFormLayout()
+        self.layer = QgsMapLayerComboBox()
+        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer.layerChanged.connect(self._refresh_bands)
+        form.addRow("Raster layer", self.layer)
+        self.model = QComboBox()
+        self.model.currentIndexChanged.connect(self._model_changed)
+        form.addRow("Model", self.model)
+        self.model_info = QLabel()
+        self.model_info.setWordWrap(True)
+        form.addRow("", self.model_info)
+        self.band_names = QLineEdit()
+        self.band_names.setPlaceholderText("names of the layer's bands in order, e.g. B02,B03,B04,…")
+        self.band_names.editingFinished.connect(self._apply_band_names)
+        form.addRow("Layer band names", self.band_names)
+        self.bands = BandMappingTable()
+        self.bands.setMinimumHeight(140)
+        form.addRow("Band mapping", self.bands)
+        self.tile_size, self.stride = QSpinBox(), QSpinBox()
+        for box in (self.tile_size, self.stride):
+            box.setRange(0, 4096)
+            box.setSpecialValueText("model's")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("tile")), row.addWidget(self.tile_size), row.addWidget(QLabel("stride"))
+        row.addWidget(self.stride)
+        form.addRow("Tiles (model pixels)", row)
+        self.input_scale = QDoubleSpinBox()
+        self.input_scale.setRange(0, 1e6)
+        self.input_scale.setSpecialValueText("automatic")
+        form.addRow("Input scale (divide by)", self.input_scale)
+        self.extent = QComboBox()
+        self.extent.addItems(EXTENTS)
+        self.mask_layer = QgsMapLayerComboBox()
+        self.mask_layer.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        row = QHBoxLayout()
+        row.addWidget(self.extent), row.addWidget(self.mask_layer)
+        form.addRow("Extent", row)
+        self.heatmap = QCheckBox("Attention heatmap")
+        self.heatmap.setChecked(True)
+        self.cam = QComboBox()
+        self.cam.addItems(CAMS)
+        row = QHBoxLayout()
+        row.addWidget(self.heatmap), row.addWidget(self.cam)
+        form.addRow("Heatmap", row)
+        self.temporary, self.to_file = QRadioButton("Temporary"), QRadioButton("GeoPackage")
+        self.temporary.setChecked(True)
+        self.out_file = QgsFileWidget()
+        self.out_file.setStorageMode(QgsFileWidget.SaveFile)
+        self.out_file.setFilter("GeoPackage (*.gpkg)")
+        row = QHBoxLayout()
+        row.addWidget(self.temporary), row.addWidget(self.to_file), row.addWidget(self.out_file)
+        form.addRow("Output", row)
+
+        self.status, self.progress = StatusLabel(), QProgressBar()
+        self.run_button, self.cancel_button, self.close_button = (QPushButton("Classify"), QPushButton("Cancel"),
+                                                                  QPushButton("Close"))
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.hide)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for b in (self.run_button, self.cancel_button, self.close_button):
+            b.setAutoDefault(False)  # Return in the band names field must not start a run
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+        self.resize(560, 640)
+
+    # -- filling -----------------------------------------------------------------------------------------------
+    def open_for(self, layer: Optional[QgsRasterLayer] = None) -> None:
+        if layer is not None:
+            self.layer.setLayer(layer)
+        self.show()
+        self.raise_()
+        self.load_models()
+
+    def load_models(self) -> bool:
+        """Ask the service for its models; on failure say why and how to fix it."""
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            models = [m for m in self.manager.client().models() if "error" not in m]
+        except BackendError as exc:
+            self.status.error(str(exc))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        current = self.model.currentText()
+        self.models = {m["name"]: m for m in models}
+        self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItems(list(self.models))
+        if current in self.models:
+            self.model.setCurrentText(current)
+        self.model.blockSignals(False)
+        self._model_changed()
+        self.status.info(f"{len(models)} model(s) installed.")
+        return True
+
+    def card(self) -> Optional[Dict[str, Any]]:
+        return self.models.get(self.model.currentText())
+
+    def _model_changed(self) -> None:
+        card = self.card()
+        if card is None:
+            self.model_info.setText("")
+            return
+        classes = ", ".join(f"<span style='color:{c['color']}'>■</span> {c['name']}" for c in card["classes"])
+        self.model_info.setText(f"<b>{card.get('task', '')}</b>, {card.get('tile_size')} px tiles at "
+                                f"{card.get('gsd')} m; bands {', '.join(card['bands'])}<br>{classes}")
+        self._refresh_bands()
+
+    def _refresh_bands(self) -> None:
+        layer, card = self.layer.currentLayer(), self.card()
+        if card is None:
+            return
+        names = gdal_band_names(layer) if isinstance(layer, QgsRasterLayer) else []
+        self.bands.fill(card["bands"], names)
+        if self.band_names.text().strip():
+            self._apply_band_names()
+
+    def _apply_band_names(self) -> None:
+        card = self.card()
+        if card is None or not self.band_names.text().strip():
+            return
+        for band, idx in names_to_mapping(card["bands"], self.band_names.text()).items():
+            self.bands.set_layer_band(band, idx)
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def build_spec(self) -> ClassifySpec:
+        """The spec for the current choices; ValueError naming what is missing or wrong."""
+        layer, card = self.layer.currentLayer(), self.card()
+        if not isinstance(layer, QgsRasterLayer):
+            raise ValueError("Choose a raster layer to classify.")
+        if card is None:
+            raise ValueError("No model is selected (is the service running? see RS Scene > Diagnostics).")
+        mapping = self.bands.mapping()
+        missing = missing_bands(mapping)
+        if missing:
+            raise ValueError(f"Layer '{layer.name()}' lacks band(s) {', '.join(missing)} needed by model "
+                             f"'{card['name']}'. Pick them in the band mapping or type the layer's band names.")
+        if self.to_file.isChecked() and not self.out_file.filePath().strip():
+            raise ValueError("Choose the output GeoPackage, or pick 'Temporary'.")
+        spec = ClassifySpec(model=card, bands=mapping_option(mapping), tile_size=self.tile_size.value() or None,
+                            stride=self.stride.value() or None, heatmap=self.heatmap.isChecked(),
+                            cam=self.cam.currentText(), input_scale=self.input_scale.value() or None,
+                            out_gpkg=self.out_file.filePath().strip() if self.to_file.isChecked() else None)
+        self._set_extent(spec, layer)
+        return spec
+
+    def _set_extent(self, spec: ClassifySpec, layer: QgsRasterLayer) -> None:
+        choice = self.extent.currentText()
+        project = QgsProject.instance()
+        if choice == "Map canvas":
+            canvas = self.iface.mapCanvas()
+            xform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), project)
+            spec.extent = xform.transformBoundingBox(canvas.extent()).intersect(layer.extent())
+        elif choice == "Selected polygons":
+            polys = self.mask_layer.currentLayer()
+            if not isinstance(polys, QgsVectorLayer) or not polys.selectedFeatureCount():
+                name = polys.name() if polys is not None else "(none)"
+                raise ValueError(f"No polygons are selected in layer '{name}': select some, or choose another "
+                                 "extent.")
+            request = QgsFeatureRequest().setFilterFids(polys.selectedFeatureIds())
+            request.setDestinationCrs(layer.crs(), project.transformContext())
+            selected = polys.materialize(request)
+            self._mask_dir = tempfile.mkdtemp(prefix="rs_scene_mask_")
+            spec.mask = f"{self._mask_dir}/mask.gpkg"
+            opts = QgsVectorFileWriter.SaveVectorOptions()
+            opts.driverName = "GPKG"
+            QgsVectorFileWriter.writeAsVectorFormatV3(selected, spec.mask, project.transformContext(), opts)
+            spec.extent = selected.extent().intersect(layer.extent())
+        if spec.extent is not None and (spec.extent.isEmpty() or spec.extent.width() <= 0):
+            raise ValueError(f"The chosen extent does not overlap layer '{layer.name()}'.")
+
+    def run(self) -> Optional[ClassifyTask]:
+        if not self.models and not self.load_models():
+            return None
+        try:
+            spec = self.build_spec()
+        except ValueError as exc:
+            self.status.error(str(exc))
+            return None
+        layer = self.layer.currentLayer()
+        self.task = ClassifyTask(self.manager, spec, layer, on_finished=self._finished)
+        self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        self.tasks.append(self.task)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.info(f"Classifying '{layer.name()}' with {spec.model['name']}…")
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _finished(self, task: ClassifyTask) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
+        if self._mask_dir:
+            shutil.rmtree(self._mask_dir, ignore_errors=True)
+            self._mask_dir = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        bar = self.iface.messageBar()
+        if task.added:
+            self.progress.setValue(100)
+            self.status.info(task.summary)
+            bar.pushMessage("RS Scene", f"{task.layer_name}: {task.summary}", Qgis.Success, 15)
+        elif task.cancelled:
+            self.progress.setValue(0)
+            self.status.info("Cancelled: nothing was added.")
+        else:
+            self.status.error(task.error or "The classification failed.")
+            bar.pushMessage("RS Scene", (task.error or "classification failed").splitlines()[0], Qgis.Critical, 0)

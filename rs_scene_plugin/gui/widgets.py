@@ -1,0 +1,61 @@
+"""Small widgets the dialogs share: the band mapping table and a status line."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from qgis.PyQt.QtWidgets import QComboBox, QHeaderView, QLabel, QTableWidget
+
+from ..core.bands import auto_mapping
+
+
+class BandMappingTable(QTableWidget):
+    """One row per model band; each row picks the layer band that feeds it ("—" = missing)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(0, 2, parent)
+        self.setHorizontalHeaderLabels(["Model band", "Layer band"])
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.verticalHeader().setVisible(False)
+        self.model_bands: List[str] = []
+
+    def fill(self, model_bands: Sequence[str], layer_names: Sequence[Optional[str]]) -> None:
+        """Rows for ``model_bands``, matched to ``layer_names`` (the layer's bands in order) by name."""
+        self.model_bands = list(model_bands)
+        mapping = auto_mapping(self.model_bands, layer_names)
+        self.setRowCount(len(self.model_bands))
+        for row, band in enumerate(self.model_bands):
+            label = QLabel(band)
+            self.setCellWidget(row, 0, label)
+            combo = QComboBox()
+            combo.addItem("—", None)
+            for i, name in enumerate(layer_names, start=1):
+                combo.addItem(f"{i}: {name or 'unnamed'}", i)
+            idx = mapping.get(band)
+            combo.setCurrentIndex(idx if idx is not None else 0)
+            self.setCellWidget(row, 1, combo)
+
+    def mapping(self) -> Dict[str, Optional[int]]:
+        return {band: self.cellWidget(row, 1).currentData() for row, band in enumerate(self.model_bands)}
+
+    def set_layer_band(self, model_band: str, layer_band: Optional[int]) -> None:
+        row = self.model_bands.index(model_band)
+        combo = self.cellWidget(row, 1)
+        combo.setCurrentIndex(combo.findData(layer_band) if layer_band else 0)
+
+
+class StatusLabel(QLabel):
+    """A wrapped line for what went wrong (red) or what happened (plain)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(self.textInteractionFlags() | 1)  # Qt.TextSelectableByMouse
+
+    def error(self, text: str) -> None:
+        self.setStyleSheet("color: #b00020;")
+        self.setText(text)
+
+    def info(self, text: str) -> None:
+        self.setStyleSheet("")
+        self.setText(text)

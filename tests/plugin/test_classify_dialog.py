@@ -1,0 +1,131 @@
+"""The Classify dialog driven like a user: styled grid + heatmap above the raster; faults give clear messages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import S2_BANDS, polygon_layer
+from qgis.core import QgsProject
+from qgis.PyQt.QtCore import Qt
+
+
+@pytest.fixture
+def dialog(qgis_iface, manager, qtbot):
+    from rs_scene_plugin.gui.classify_dialog import ClassifyDialog
+
+    dlg = ClassifyDialog(qgis_iface, manager, [])
+    qtbot.addWidget(dlg)
+    return dlg
+
+
+def prepare(dialog, qtbot, layer, polygons=None) -> None:
+    """A user's choices: the layer, sentinel2-eurosat, the band names typed in, scale 1000, selected polygons."""
+    dialog.open_for(layer)
+    dialog.model.setCurrentText("sentinel2-eurosat")
+    qtbot.keyClicks(dialog.band_names, S2_BANDS)
+    qtbot.keyClick(dialog.band_names, Qt.Key_Return)
+    dialog.input_scale.setValue(1000)
+    if polygons is not None:
+        dialog.extent.setCurrentText("Selected polygons")
+        dialog.mask_layer.setLayer(polygons)
+
+
+def selection(layer, box=(320, 96, 192, 128)):
+    polys = polygon_layer(layer, {"area": [box]})
+    QgsProject.instance().addMapLayer(polys)
+    polys.selectAll()
+    return polys
+
+
+def wait_for(qtbot, task, timeout=240_000) -> None:
+    """Until the task's finished() ran on the main thread (the task manager deletes the C++ task after)."""
+    qtbot.waitUntil(lambda: task.completed, timeout=timeout)
+
+
+def test_dialog_adds_a_styled_grid_and_heatmap_above_the_raster(dialog, qtbot, s2_layer, qgis_iface) -> None:
+    polys = selection(s2_layer)
+    prepare(dialog, qtbot, s2_layer, polys)
+    assert dialog.bands.mapping()["B8A"] == 8 and dialog.bands.mapping()["B12"] == 10
+    assert "AnnualCrop" in dialog.model_info.text() and "B8A" in dialog.model_info.text()
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    task = dialog.task
+    assert task is not None, dialog.status.text()
+    wait_for(qtbot, task)
+    assert task.error is None and len(task.added) == 2
+    heat, grid = task.added
+    assert grid.featureCount() == 6
+    renderer = grid.renderer()
+    assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "class_name"
+    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
+    card = dialog.card()
+    assert all(colours[c["name"]] == c["color"].lower() for c in card["classes"])
+    assert heat.renderer().type() == "singlebandpseudocolor" and 0 < heat.renderer().opacity() < 1
+    order = [node.layer() for node in QgsProject.instance().layerTreeRoot().findLayers()]
+    assert order.index(grid) < order.index(heat) < order.index(s2_layer), "grid, heatmap, raster from the top"
+    assert "6 tiles (6 classified" in dialog.status.text()
+    assert not os.path.exists(dialog._mask_dir or "/nonexistent")
+
+
+def test_missing_bands_are_named_and_nothing_runs(dialog, qtbot, s2_layer) -> None:
+    dialog.open_for(s2_layer)
+    dialog.model.setCurrentText("sentinel2-eurosat")
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    assert dialog.task is None
+    assert "lacks band(s) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12" in dialog.status.text()
+    assert "aberystwyth" in dialog.status.text()
+
+
+def test_service_not_installed_says_how_to_fix(qgis_iface, qtbot, s2_layer, tmp_path: Path) -> None:
+    from rs_scene_plugin.core.backend import BackendManager
+    from rs_scene_plugin.core.settings import BackendSettings
+    from rs_scene_plugin.gui.classify_dialog import ClassifyDialog
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--copies", str(tmp_path / "bare")], check=True)
+    for python, expect in (("", "No backend Python interpreter is configured"),
+                           (str(tmp_path / "nope" / "python"), "does not exist"),
+                           (sys.executable, "is the program running QGIS itself"),
+                           (str(tmp_path / "bare" / "bin" / "python"),
+                            "has no rs_scene package: use RS Scene > Install backend")):
+        mgr = BackendManager(lambda p=python: BackendSettings(python=p))
+        dlg = ClassifyDialog(qgis_iface, mgr, [])
+        qtbot.addWidget(dlg)
+        dlg.open_for(s2_layer)
+        assert expect in dlg.status.text()
+        assert dlg.model.count() == 0
+
+
+def test_cancel_leaves_no_layers_or_files(dialog, qtbot, s2_layer) -> None:
+    prepare(dialog, qtbot, s2_layer)
+    dialog.tile_size.setValue(16)  # thousands of tiles: long enough to cancel mid-way
+    before = set(QgsProject.instance().mapLayers())
+    task = dialog.run()
+    qtbot.waitUntil(lambda: task.last_job.get("done", 0) > 0, timeout=120_000)
+    qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    wait_for(qtbot, task)
+    assert task.cancelled and not task.added
+    assert set(QgsProject.instance().mapLayers()) == before
+    assert not os.path.exists(task.tmp), "temporary outputs must be removed"
+    assert "Cancelled" in dialog.status.text()
+
+
+def test_killed_service_fails_cleanly_and_next_run_restarts_it(dialog, qtbot, s2_layer, manager) -> None:
+    prepare(dialog, qtbot, s2_layer, selection(s2_layer, (320, 96, 128, 64)))
+    dialog.tile_size.setValue(16)
+    task = dialog.run()
+    qtbot.waitUntil(lambda: task.last_job.get("state") == "running", timeout=120_000)
+    old_pid = manager.pid()
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(qtbot, task)
+    assert not task.added and "service stopped during the job" in task.error
+    assert "stopped during the job" in dialog.status.text()
+    assert not os.path.exists(task.tmp)
+    dialog.tile_size.setValue(0)
+    task = dialog.run()
+    wait_for(qtbot, task)
+    assert task.error is None and len(task.added) == 2
+    assert manager.pid() not in (None, old_pid)
