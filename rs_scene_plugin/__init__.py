@@ -4,7 +4,7 @@ Torch never loads inside QGIS: the plugin drives the ``rs-scene serve`` loopback
 """
 
 
-def classFactory(iface):  # noqa: N802 (QGIS's name)
+def classFactory(iface):
     from .plugin import RSScenePlugin
 
     return RSScenePlugin(iface)

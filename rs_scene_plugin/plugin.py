@@ -3,7 +3,7 @@ provider, and the backend service it stops on unload."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from qgis.core import QgsApplication, QgsMapLayerType, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
@@ -20,21 +20,21 @@ class RSScenePlugin:
         self.iface = iface
         self.manager = BackendManager()
         self.provider = None
-        self.actions: List[QAction] = []
-        self.layer_action: Optional[QAction] = None
+        self.actions: list[QAction] = []
+        self.layer_action: QAction | None = None
         self.toolbar = None
-        self.tasks: List[Any] = []  # QgsTasks must stay referenced while they run
+        self.tasks: list[Any] = []  # QgsTasks must stay referenced while they run
         self.dialogs: dict = {}
 
     # -- QGIS hooks ------------------------------------------------------------------------------------------
-    def initProcessing(self) -> None:  # noqa: N802
+    def initProcessing(self) -> None:
         from .processing.provider import RSSceneProvider
 
         if self.provider is None:
             self.provider = RSSceneProvider(self.manager)
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self) -> None:  # noqa: N802
+    def initGui(self) -> None:
         self.initProcessing()
         icon = QIcon(icon_path())
         self.toolbar = self.iface.addToolBar("RS Scene")
@@ -90,7 +90,7 @@ class RSScenePlugin:
             self.dialogs[key] = factory()
         return self.dialogs[key]
 
-    def show_classify(self, layer: Optional[QgsRasterLayer] = None) -> Any:
+    def show_classify(self, layer: QgsRasterLayer | None = None) -> Any:
         from .gui.classify_dialog import ClassifyDialog
 
         dlg = self._dialog("classify", lambda: ClassifyDialog(self.iface, self.manager, self.tasks,

@@ -8,8 +8,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .client import BackendClient, BackendError, BackendUnreachable
 from .settings import BackendSettings, plugin_data_dir
@@ -60,18 +61,16 @@ class BackendManager:
         info_file.unlink(missing_ok=True)
         cmd = [settings.python, "-m", "rs_scene.server", "--info-file", str(info_file), "--device",
                settings.device, "--port", str(settings.port), "--parent-pid", str(os.getpid())]
-        log = open(self.log_file, "ab")
-        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
-        log.flush()
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        try:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env, start_new_session=True)
-        except OSError as exc:
-            raise BackendError(f"cannot start the backend interpreter {settings.python}: {exc}. "
-                               "Fix it in RS Scene > Backend settings.") from exc
-        finally:
-            log.close()
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+            log.flush()
+            try:
+                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env, start_new_session=True)
+            except OSError as exc:
+                raise BackendError(f"cannot start the backend interpreter {settings.python}: {exc}. "
+                                   "Fix it in RS Scene > Backend settings.") from exc
         self._client = self._wait_for_service(info_file, settings)
 
     def _wait_for_service(self, info_file: Path, settings: BackendSettings) -> BackendClient:

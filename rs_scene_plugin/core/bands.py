@@ -7,7 +7,7 @@ before anything runs.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 AERIAL = ("red", "green", "blue", "nir")
 _ALIASES = {"r": "red", "g": "green", "b": "blue", "n": "nir", "nearinfrared": "nir", "near-infrared": "nir"}
@@ -15,7 +15,7 @@ AERIAL_TO_S2 = {"red": "B04", "green": "B03", "blue": "B02", "nir": "B08"}
 S2_TO_AERIAL = {v: k for k, v in AERIAL_TO_S2.items()}
 
 
-def canonical(name: Optional[str]) -> Optional[str]:
+def canonical(name: str | None) -> str | None:
     """``b8`` -> ``B08``, ``8a`` / ``B8a`` -> ``B8A``, ``Red`` -> ``red``; anything else unchanged."""
     if not name:
         return None
@@ -30,10 +30,10 @@ def canonical(name: Optional[str]) -> Optional[str]:
     return f"B{int(m.group(1)):02d}" if m else name.strip()
 
 
-def auto_mapping(model_bands: Sequence[str], layer_names: Sequence[Optional[str]]) -> Dict[str, Optional[int]]:
+def auto_mapping(model_bands: Sequence[str], layer_names: Sequence[str | None]) -> dict[str, int | None]:
     """Model band -> 1-based layer band found by name (or the aerial/Sentinel-2 equivalent), None if absent."""
     canon = [canonical(n) for n in layer_names]
-    out: Dict[str, Optional[int]] = {}
+    out: dict[str, int | None] = {}
     for band in model_bands:
         want = canonical(band)
         alt = AERIAL_TO_S2.get(want or "") or S2_TO_AERIAL.get(want or "")
@@ -44,16 +44,16 @@ def auto_mapping(model_bands: Sequence[str], layer_names: Sequence[Optional[str]
     return out
 
 
-def missing_bands(mapping: Dict[str, Optional[int]]) -> List[str]:
+def missing_bands(mapping: dict[str, int | None]) -> list[str]:
     return [band for band, idx in mapping.items() if idx is None]
 
 
-def mapping_option(mapping: Dict[str, Optional[int]]) -> str:
+def mapping_option(mapping: dict[str, int | None]) -> str:
     """The service's ``bands`` form ``model_band=layer_band,...``."""
     return ",".join(f"{band}={idx}" for band, idx in mapping.items() if idx is not None)
 
 
-def names_to_mapping(model_bands: Sequence[str], names_text: str) -> Dict[str, Optional[int]]:
+def names_to_mapping(model_bands: Sequence[str], names_text: str) -> dict[str, int | None]:
     """From the user's names of the layer's bands in order, e.g. ``B02,B03,B04``."""
     names = [n.strip() for n in names_text.split(",") if n.strip()]
     return auto_mapping(model_bands, names)

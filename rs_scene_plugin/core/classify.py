@@ -6,11 +6,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle, QgsTask
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsTask,
+)
 
 from .backend import BackendManager
 from .client import BackendError, JobCancelled
@@ -19,26 +26,25 @@ from .layers import add_above, load_grid, load_heatmap, summary
 from .pixels import gdal_band_names, is_local_file, pixel_size, read_pixels
 
 
-
 @dataclass
 class ClassifySpec:
     """Everything one classification needs; dialogs and algorithms only fill this."""
 
-    model: Dict[str, Any]  # the model card from the service (name, classes, bands, gsd, tile_size)
-    bands: Optional[str] = None  # service form: "B02=1,B03=2,..." or None for automatic by name
-    tile_size: Optional[int] = None
-    stride: Optional[int] = None
-    extent: Optional[QgsRectangle] = None  # in the layer's CRS; None = whole layer
-    mask: Optional[str] = None  # vector file of polygons (already in the layer's CRS)
+    model: dict[str, Any]  # the model card from the service (name, classes, bands, gsd, tile_size)
+    bands: str | None = None  # service form: "B02=1,B03=2,..." or None for automatic by name
+    tile_size: int | None = None
+    stride: int | None = None
+    extent: QgsRectangle | None = None  # in the layer's CRS; None = whole layer
+    mask: str | None = None  # vector file of polygons (already in the layer's CRS)
     heatmap: bool = True
     cam: str = "gradcam"
-    out_gpkg: Optional[str] = None  # None: temporary outputs
-    input_scale: Optional[float] = None
-    pixel_size: Optional[float] = None  # for layers read by value that have no native resolution
-    extra: Dict[str, Any] = field(default_factory=dict)
+    out_gpkg: str | None = None  # None: temporary outputs
+    input_scale: float | None = None
+    pixel_size: float | None = None  # for layers read by value that have no native resolution
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def output_paths(spec: ClassifySpec) -> tuple[str, Optional[str], Optional[str]]:
+def output_paths(spec: ClassifySpec) -> tuple[str, str | None, str | None]:
     """(grid, heatmap, temp folder to remove on failure or None)."""
     if spec.out_gpkg:
         out = Path(spec.out_gpkg)
@@ -48,8 +54,8 @@ def output_paths(spec: ClassifySpec) -> tuple[str, Optional[str], Optional[str]]
     return str(Path(tmp) / "tiles.gpkg"), (str(Path(tmp) / "heatmap.tif") if spec.heatmap else None), tmp
 
 
-def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: Optional[str]) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"model": spec.model.get("path") or spec.model["name"], "out_gpkg": grid,
+def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": spec.model.get("path") or spec.model["name"], "out_gpkg": grid,
                             "cam": spec.cam, **spec.extra}
     if heat:
         body["heatmap"] = heat
@@ -67,7 +73,7 @@ def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: Opt
 class ClassifyJob:
     """One classification, prepared where the layer lives (main or algorithm thread) and run anywhere."""
 
-    def __init__(self, spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: Optional[str]) -> None:
+    def __init__(self, spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: str | None) -> None:
         self.spec, self.layer_name = spec, layer.name()
         self.body = request_body(spec, layer, grid, heat)
         self.by_value = "raster" not in self.body
@@ -78,8 +84,8 @@ class ClassifyJob:
             self._crs_wkt = layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
             self._names = gdal_band_names(layer)
 
-    def run(self, manager: BackendManager, on_update: Callable[[Dict[str, Any]], None],
-            is_canceled: Callable[[], bool]) -> Dict[str, Any]:
+    def run(self, manager: BackendManager, on_update: Callable[[dict[str, Any]], None],
+            is_canceled: Callable[[], bool]) -> dict[str, Any]:
         if self.by_value:
             self.body["pixels"] = read_pixels(self._provider, self._extent, self._res, self._crs_wkt, self._names)
         return run_job(manager, "classify", self.body, on_update, is_canceled)
@@ -89,20 +95,20 @@ class ClassifyTask(QgsTask):
     """Runs in a QGIS worker thread; layers are created in ``finished`` (the main thread)."""
 
     def __init__(self, manager: BackendManager, spec: ClassifySpec, layer: QgsRasterLayer,
-                 on_finished: Optional[Callable[["ClassifyTask"], None]] = None,
-                 project: Optional[QgsProject] = None) -> None:
+                 on_finished: Callable[[ClassifyTask], None] | None = None,
+                 project: QgsProject | None = None) -> None:
         super().__init__(f"RS Scene: classify {layer.name()}", QgsTask.CanCancel)
         self.manager, self.spec, self.layer = manager, spec, layer
         self.layer_name, self.project = layer.name(), project or QgsProject.instance()
         self.grid_path, self.heat_path, self.tmp = output_paths(spec)
         self.job = ClassifyJob(spec, layer, self.grid_path, self.heat_path)
-        self.result: Dict[str, Any] = {}
-        self.error: Optional[str] = None
+        self.result: dict[str, Any] = {}
+        self.error: str | None = None
         self.cancelled = False
         self.completed = False  # set last in finished(): the C++ task may be gone after that
-        self.added: List[Any] = []
+        self.added: list[Any] = []
         self.on_finished = on_finished
-        self.last_job: Dict[str, Any] = {}
+        self.last_job: dict[str, Any] = {}
 
     def run(self) -> bool:
         try:
@@ -113,11 +119,11 @@ class ClassifyTask(QgsTask):
             self.cancelled = True
         except (BackendError, ValueError) as exc:
             self.error = str(exc)
-        except Exception:  # shown to the user, never a crash of the task manager
+        except Exception:  # noqa: BLE001 -- shown to the user, never a crash of the task manager
             self.error = traceback.format_exc()
         return False
 
-    def _update(self, job: Dict[str, Any]) -> None:
+    def _update(self, job: dict[str, Any]) -> None:
         self.last_job = job
         self.setProgress(max(1.0, percent(job)))
 
@@ -125,7 +131,7 @@ class ClassifyTask(QgsTask):
         if ok:
             try:
                 self._add_layers()
-            except Exception as exc:  # a result that cannot be loaded is a failure, not a crash
+            except Exception as exc:  # noqa: BLE001 -- a result that cannot be loaded is a failure, not a crash
                 ok, self.error = False, f"the results could not be loaded: {exc}"
         if not ok:
             self.cancelled = self.cancelled or self.isCanceled()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -40,7 +39,7 @@ class BackendClient:
             except ValueError:
                 message = exc.reason
             raise BackendError(f"RS Scene service: {message or exc.reason} (HTTP {exc.code})") from exc
-        except (urllib.error.URLError, ConnectionError, socket.timeout) as exc:
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
             raise BackendUnreachable(f"the RS Scene service at {self.url} does not answer ({exc})") from exc
 
     def health(self) -> dict[str, Any]:

@@ -8,11 +8,17 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
 
-from qgis.core import (QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorFileWriter,
-                       QgsVectorLayer)
+from qgis.core import (
+    QgsGeometry,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
 
 from .labels import check_labels, labelled_geometries
 
@@ -54,7 +60,7 @@ def _folder_name(name: str) -> str:
 
 def export_chips(raster: QgsRasterLayer, polygons: QgsVectorLayer, field: str, out_dir: str, tile_px: int,
                  progress: Callable[[float], None] = lambda p: None,
-                 is_canceled: Callable[[], bool] = lambda: False) -> Dict[str, int]:
+                 is_canceled: Callable[[], bool] = lambda: False) -> dict[str, int]:
     """Every whole tile of ``tile_px`` raster pixels on the raster's grid that lies inside a labelled polygon,
     as ``out_dir/<class>/<class>_<fid>_<row>_<col>.tif``. Written to a temporary folder first, then moved in:
     a cancelled or failed run leaves nothing."""

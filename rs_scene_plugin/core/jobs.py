@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .backend import BackendManager
 from .client import BackendError, BackendUnreachable, JobCancelled
@@ -43,5 +44,5 @@ def run_job(manager: BackendManager, kind: str, body: dict[str, Any], on_update:
 
 def describe(job: dict[str, Any]) -> str:
     text = f"{job.get('stage', '')} {job.get('done', 0)}/{job.get('total', 0)}"
-    eta: Optional[float] = job.get("eta_s")
+    eta: float | None = job.get("eta_s")
     return text + (f", about {eta:.0f} s left" if eta is not None else "")

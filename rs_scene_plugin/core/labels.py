@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, Iterator, Tuple
+from collections.abc import Iterator
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry,
-                       QgsProject, QgsVectorFileWriter, QgsVectorLayer, QgsWkbTypes)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeatureRequest,
+    QgsGeometry,
+    QgsProject,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
 
 
 def class_value(value: object) -> str:
@@ -16,7 +24,7 @@ def class_value(value: object) -> str:
     return str(value).strip()
 
 
-def check_labels(layer: QgsVectorLayer, field: str) -> Dict[str, int]:
+def check_labels(layer: QgsVectorLayer, field: str) -> dict[str, int]:
     """Polygons per class; ValueError naming the layer/field when training could not use them."""
     if layer is None or not layer.isValid():
         raise ValueError("no valid polygon layer was given")
@@ -38,7 +46,7 @@ def check_labels(layer: QgsVectorLayer, field: str) -> Dict[str, int]:
 
 
 def labelled_geometries(layer: QgsVectorLayer, field: str, crs: QgsCoordinateReferenceSystem
-                        ) -> Iterator[Tuple[str, QgsGeometry, int]]:
+                        ) -> Iterator[tuple[str, QgsGeometry, int]]:
     """(class, geometry in ``crs``, feature id) of every polygon with a class value."""
     xform = QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance())
     for f in layer.getFeatures():

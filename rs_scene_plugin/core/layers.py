@@ -3,11 +3,22 @@ pseudocolour layer, both placed just above the classified raster."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFillSymbol, QgsMapLayer,
-                       QgsProject, QgsRasterBandStats, QgsRasterLayer, QgsRasterShader,
-                       QgsRendererCategory, QgsSingleBandPseudoColorRenderer, QgsStyle, QgsVectorLayer)
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsMapLayer,
+    QgsProject,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsRendererCategory,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtGui import QColor
 
 GRID_LAYER = "tiles"
@@ -15,7 +26,7 @@ SKIPPED = "skipped"
 HEAT_OPACITY = 0.55
 
 
-def load_grid(path: str, name: str, classes: List[Dict[str, str]]) -> QgsVectorLayer:
+def load_grid(path: str, name: str, classes: list[dict[str, str]]) -> QgsVectorLayer:
     """The grid with the GeoPackage's default style (its layer_styles table) or, failing that, one built
     from the model card's class colours."""
     layer = QgsVectorLayer(f"{path}|layername={GRID_LAYER}", name, "ogr")
@@ -27,7 +38,7 @@ def load_grid(path: str, name: str, classes: List[Dict[str, str]]) -> QgsVectorL
     return layer
 
 
-def class_renderer(classes: List[Dict[str, str]]) -> QgsCategorizedSymbolRenderer:
+def class_renderer(classes: list[dict[str, str]]) -> QgsCategorizedSymbolRenderer:
     cats = []
     for cls in [*classes, {"name": SKIPPED, "color": "#bdbdbd"}]:
         colour = QColor(cls["color"])
@@ -60,7 +71,7 @@ def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     return layer
 
 
-def add_above(project: QgsProject, base: Optional[QgsMapLayer], layers: List[QgsMapLayer]) -> None:
+def add_above(project: QgsProject, base: QgsMapLayer | None, layers: list[QgsMapLayer]) -> None:
     """Add ``layers`` (bottom first) directly above ``base`` in the layer tree, else on top."""
     root = project.layerTreeRoot()
     node = root.findLayer(base.id()) if base is not None else None
@@ -71,7 +82,7 @@ def add_above(project: QgsProject, base: Optional[QgsMapLayer], layers: List[Qgs
         parent.insertLayer(index, layer)
 
 
-def summary(result: Dict[str, Any]) -> str:
+def summary(result: dict[str, Any]) -> str:
     """"36 tiles (25 classified, 11 skipped) in 11.7 s: SeaLake 32%, Industrial 28%, ..."."""
     n = max(result.get("tiles_classified", 0), 1)
     shares = ", ".join(f"{k} {v / n:.0%}" for k, v in list(result.get("class_counts", {}).items())[:6])

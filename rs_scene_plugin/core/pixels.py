@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 from qgis.core import Qgis, QgsRasterDataProvider, QgsRasterLayer, QgsRectangle
@@ -22,9 +22,9 @@ def is_local_file(layer: QgsRasterLayer) -> bool:
     return layer.providerType() == "gdal" and os.path.isfile(path)
 
 
-def gdal_band_names(layer: QgsRasterLayer) -> List[Optional[str]]:
+def gdal_band_names(layer: QgsRasterLayer) -> list[str | None]:
     """The raster's own band names (GDAL descriptions, else colour interpretation), None where unknown."""
-    names: List[Optional[str]] = []
+    names: list[str | None] = []
     if layer.providerType() == "gdal":
         from osgeo import gdal
 
@@ -50,7 +50,7 @@ def pixel_size(layer: QgsRasterLayer, fallback: float) -> float:
 
 
 def read_pixels(provider: QgsRasterDataProvider, extent: QgsRectangle, res: float, crs_wkt: str,
-                band_names: List[Optional[str]]) -> dict[str, Any]:
+                band_names: list[str | None]) -> dict[str, Any]:
     """Pixels of ``extent`` at ``res`` layer units per pixel. Colour (ARGB) providers become red/green/blue."""
     width, height = max(1, round(extent.width() / res)), max(1, round(extent.height() / res))
     count = provider.bandCount()

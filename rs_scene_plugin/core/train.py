@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any
 
 from qgis.core import QgsRasterLayer, QgsVectorLayer
 
@@ -18,22 +19,22 @@ from .labels import write_labels
 @dataclass
 class TrainSpec:
     method: str = "pretrain"
-    options: Dict[str, Any] = field(default_factory=dict)  # the method's options (backbone, init, epochs, ...)
-    raster: Optional[QgsRasterLayer] = None
-    labels: Optional[QgsVectorLayer] = None
+    options: dict[str, Any] = field(default_factory=dict)  # the method's options (backbone, init, epochs, ...)
+    raster: QgsRasterLayer | None = None
+    labels: QgsVectorLayer | None = None
     class_field: str = ""
     data: str = ""  # a dataset folder instead of raster + labels
     name: str = ""  # installed into the user's models under this name
     out: str = ""  # or a .pt path
     val_fraction: float = 0.2
-    bands: Optional[str] = None
-    tile_size: Optional[int] = None
-    input_scale: Optional[float] = None
+    bands: str | None = None
+    tile_size: int | None = None
+    input_scale: float | None = None
 
 
-def train_body(spec: TrainSpec, workdir: str) -> Dict[str, Any]:
+def train_body(spec: TrainSpec, workdir: str) -> dict[str, Any]:
     """The service request; polygons are written (labelled ones only, in the raster's CRS) under ``workdir``."""
-    body: Dict[str, Any] = {"method": spec.method, "options": dict(spec.options),
+    body: dict[str, Any] = {"method": spec.method, "options": dict(spec.options),
                             "val_fraction": spec.val_fraction}
     if spec.name:
         body["name"] = spec.name
@@ -58,8 +59,8 @@ def train_body(spec: TrainSpec, workdir: str) -> Dict[str, Any]:
     return body
 
 
-def run_training(manager: BackendManager, spec: TrainSpec, on_update: Callable[[Dict[str, Any]], None],
-                 is_canceled: Callable[[], bool]) -> Dict[str, Any]:
+def run_training(manager: BackendManager, spec: TrainSpec, on_update: Callable[[dict[str, Any]], None],
+                 is_canceled: Callable[[], bool]) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="rs_scene_train_")
     try:
         return run_job(manager, "train", train_body(spec, workdir), on_update, is_canceled)

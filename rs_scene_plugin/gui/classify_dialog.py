@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsFeatureRequest, QgsMapLayerProxyModel,
-                       QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorFileWriter, QgsVectorLayer)
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateTransform,
+    QgsFeatureRequest,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFormLayout,
-                                 QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton,
-                                 QSpinBox, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from ..core.backend import BackendManager
 from ..core.bands import mapping_option, missing_bands, names_to_mapping
@@ -26,12 +48,12 @@ EXTENTS = ["Whole layer", "Map canvas", "Selected polygons"]
 
 
 class ClassifyDialog(QDialog):
-    def __init__(self, iface: Any, manager: BackendManager, tasks: List[Any], parent=None) -> None:
+    def __init__(self, iface: Any, manager: BackendManager, tasks: list[Any], parent=None) -> None:
         super().__init__(parent)
         self.iface, self.manager, self.tasks = iface, manager, tasks
-        self.models: Dict[str, Dict[str, Any]] = {}
-        self.task: Optional[ClassifyTask] = None
-        self._mask_dir: Optional[str] = None
+        self.models: dict[str, dict[str, Any]] = {}
+        self.task: ClassifyTask | None = None
+        self._mask_dir: str | None = None
         self.setWindowTitle("RS Scene — Classify layer")
         self._build()
 
@@ -110,7 +132,7 @@ class ClassifyDialog(QDialog):
         self.resize(560, 640)
 
     # -- filling -----------------------------------------------------------------------------------------------
-    def open_for(self, layer: Optional[QgsRasterLayer] = None) -> None:
+    def open_for(self, layer: QgsRasterLayer | None = None) -> None:
         if layer is not None:
             self.layer.setLayer(layer)
         self.show()
@@ -139,7 +161,7 @@ class ClassifyDialog(QDialog):
         self.status.info(f"{len(models)} model(s) installed.")
         return True
 
-    def card(self) -> Optional[Dict[str, Any]]:
+    def card(self) -> dict[str, Any] | None:
         return self.models.get(self.model.currentText())
 
     def _model_changed(self) -> None:
@@ -173,7 +195,7 @@ class ClassifyDialog(QDialog):
         """The spec for the current choices; ValueError naming what is missing or wrong."""
         layer, card = self.layer.currentLayer(), self.card()
         if not isinstance(layer, QgsRasterLayer):
-            raise ValueError("Choose a raster layer to classify.")
+            raise ValueError("Choose a raster layer to classify.")  # noqa: TRY004 (a message for the user)
         if card is None:
             raise ValueError("No model is selected (is the service running? see RS Scene > Diagnostics).")
         mapping = self.bands.mapping()
@@ -215,7 +237,7 @@ class ClassifyDialog(QDialog):
         if spec.extent is not None and (spec.extent.isEmpty() or spec.extent.width() <= 0):
             raise ValueError(f"The chosen extent does not overlap layer '{layer.name()}'.")
 
-    def run(self) -> Optional[ClassifyTask]:
+    def run(self) -> ClassifyTask | None:
         if not self.models and not self.load_models():
             return None
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from qgis.PyQt.QtWidgets import QComboBox, QHeaderView, QLabel, QTableWidget
 
@@ -17,9 +17,9 @@ class BandMappingTable(QTableWidget):
         self.setHorizontalHeaderLabels(["Model band", "Layer band"])
         self.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.verticalHeader().setVisible(False)
-        self.model_bands: List[str] = []
+        self.model_bands: list[str] = []
 
-    def fill(self, model_bands: Sequence[str], layer_names: Sequence[Optional[str]]) -> None:
+    def fill(self, model_bands: Sequence[str], layer_names: Sequence[str | None]) -> None:
         """Rows for ``model_bands``, matched to ``layer_names`` (the layer's bands in order) by name."""
         self.model_bands = list(model_bands)
         mapping = auto_mapping(self.model_bands, layer_names)
@@ -35,10 +35,10 @@ class BandMappingTable(QTableWidget):
             combo.setCurrentIndex(idx if idx is not None else 0)
             self.setCellWidget(row, 1, combo)
 
-    def mapping(self) -> Dict[str, Optional[int]]:
+    def mapping(self) -> dict[str, int | None]:
         return {band: self.cellWidget(row, 1).currentData() for row, band in enumerate(self.model_bands)}
 
-    def set_layer_band(self, model_band: str, layer_band: Optional[int]) -> None:
+    def set_layer_band(self, model_band: str, layer_band: int | None) -> None:
         row = self.model_bands.index(model_band)
         combo = self.cellWidget(row, 1)
         combo.setCurrentIndex(combo.findData(layer_band) if layer_band else 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsRasterLayer
 
@@ -17,13 +17,13 @@ class RSSceneAlgorithm(QgsProcessingAlgorithm):
         super().__init__()
         self.manager = manager
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)(self.manager)
 
     def group(self) -> str:
         return "Scene classification"
 
-    def groupId(self) -> str:  # noqa: N802
+    def groupId(self) -> str:
         return "scene"
 
     def client(self):
@@ -32,7 +32,7 @@ class RSSceneAlgorithm(QgsProcessingAlgorithm):
         except BackendError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-    def model_card(self, model: str) -> Dict[str, Any]:
+    def model_card(self, model: str) -> dict[str, Any]:
         models = [m for m in self.client().models() if "error" not in m]
         for m in models:
             if model in (m["name"], m.get("path")):
@@ -43,7 +43,7 @@ class RSSceneAlgorithm(QgsProcessingAlgorithm):
         raise QgsProcessingException(f"Unknown model '{model}'. Installed models: {names}")
 
 
-def band_option(layer: QgsRasterLayer, card: Dict[str, Any], bands: str) -> Optional[str]:
+def band_option(layer: QgsRasterLayer, card: dict[str, Any], bands: str) -> str | None:
     """The service's band mapping for ``layer``, or QgsProcessingException naming the missing bands."""
     bands = (bands or "").strip()
     if bands and "=" in bands:

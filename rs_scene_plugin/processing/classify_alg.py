@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
-from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
-                       QgsProcessingParameterVectorDestination)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+)
 
 from ..core.classify import ClassifyJob, ClassifySpec
 from ..core.client import BackendError, JobCancelled
@@ -26,17 +35,17 @@ class ClassifyAlgorithm(RSSceneAlgorithm):
     def name(self) -> str:
         return "classify"
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return "Classify raster tiles"
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return ("Classifies the raster tile by tile with an installed RS Scene model and writes the tile grid "
                 "(GeoPackage, styled by class) and optionally a Grad-CAM attention heatmap (GeoTIFF). BANDS: "
                 "empty = match the layer's band names to the model's; or the layer's band names in order "
                 "(B02,B03,...); or model_band=layer_band pairs (B02=1,B03=2,...). Tile size and stride are "
                 "in model pixels (0 = the model's).")
 
-    def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: Any = None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
         self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (installed name or .pt file)",
                                                        "sentinel2-eurosat"))
@@ -54,8 +63,8 @@ class ClassifyAlgorithm(RSSceneAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_HEATMAP, "Heatmap",
                                                                   optional=True, createByDefault=True))
 
-    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
-                         feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("INPUT is not a raster layer")
@@ -77,7 +86,7 @@ class ClassifyAlgorithm(RSSceneAlgorithm):
             raise QgsProcessingException(f"OUTPUT_HEATMAP must be a GeoTIFF (.tif), not {heat}")
         job = ClassifyJob(spec, layer, grid, heat or None)
 
-        def update(j: Dict[str, Any]) -> None:
+        def update(j: dict[str, Any]) -> None:
             feedback.setProgress(percent(j))
             feedback.setProgressText(describe(j))
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
-from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
 
 from ..core.export import export_chips
 from .base import RSSceneAlgorithm
@@ -19,14 +26,14 @@ class ExportChipsAlgorithm(RSSceneAlgorithm):
     def name(self) -> str:
         return "exportchips"
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return "Export training chips"
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return ("Writes every whole tile of TILE_SIZE raster pixels that lies inside a labelled polygon to "
                 "OUTPUT/<class>/ as GeoTIFF: a folder-per-class dataset for training. Does not need the service.")
 
-    def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: Any = None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Labelled polygons",
                                                               [QgsProcessing.TypeVectorPolygon]))
@@ -36,8 +43,8 @@ class ExportChipsAlgorithm(RSSceneAlgorithm):
                                                        QgsProcessingParameterNumber.Integer, 64, minValue=1))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
 
-    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
-                         feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
         raster = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         labels = self.parameterAsVectorLayer(parameters, self.LABELS, context)
         if raster is None or labels is None:

@@ -27,6 +27,6 @@ class RSSceneProvider(QgsProcessingProvider):
     def icon(self) -> QIcon:
         return QIcon(icon_path())
 
-    def loadAlgorithms(self) -> None:  # noqa: N802
+    def loadAlgorithms(self) -> None:
         for alg in (ClassifyAlgorithm, TrainAlgorithm, ExportChipsAlgorithm):
             self.addAlgorithm(alg(self.manager))

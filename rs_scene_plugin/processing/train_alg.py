@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any
 
-from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
 
 from ..core.client import BackendError, JobCancelled
 from ..core.jobs import describe, percent
@@ -25,16 +33,16 @@ class TrainAlgorithm(RSSceneAlgorithm):
     def name(self) -> str:
         return "train"
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return "Train scene classifier"
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return ("Trains a model from a raster and labelled polygons (CLASS_FIELD holds the class name) or from "
                 "a dataset folder. OPTIONS is a JSON object of the method's options (see the Training dialog), "
                 "e.g. {\"backbone\": \"resnet18\", \"mode\": \"linear-probe\"}. With NAME and no OUTPUT_MODEL "
                 "the model is installed and appears in the Classify dialog.")
 
-    def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: Any = None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Labelled polygons",
                                                               [QgsProcessing.TypeVectorPolygon], optional=True))
@@ -54,8 +62,8 @@ class TrainAlgorithm(RSSceneAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model file", "Model (*.pt)",
                                                                 optional=True, createByDefault=False))
 
-    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
-                         feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
         try:
             options = json.loads(self.parameterAsString(parameters, self.OPTIONS, context) or "{}")
         except ValueError as exc:
@@ -79,7 +87,7 @@ class TrainAlgorithm(RSSceneAlgorithm):
                          val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
                          bands=self.parameterAsString(parameters, self.BANDS, context).strip() or None)
 
-        def update(job: Dict[str, Any]) -> None:
+        def update(job: dict[str, Any]) -> None:
             feedback.setProgress(percent(job))
             feedback.setProgressText(describe(job))
 

@@ -88,7 +88,13 @@ def small_extent(layer, cols: int = 3, rows: int = 2, tile: int = 64, col0: int 
 
 def polygon_layer(layer, classes: dict, field: str = "landcover"):
     """A memory layer of labelled rectangles: ``{class: [(col0, row0, cols, rows) in pixels, ...]}``."""
-    from qgis.core import QgsFeature, QgsField, QgsGeometry, QgsRectangle, QgsVectorLayer
+    from qgis.core import (
+        QgsFeature,
+        QgsField,
+        QgsGeometry,
+        QgsRectangle,
+        QgsVectorLayer,
+    )
     from qgis.PyQt.QtCore import QVariant
 
     vl = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}", "labels", "memory")

@@ -37,7 +37,7 @@ def test_plugin_loads_and_unloads_like_qgis(qgis_iface, qgis_app) -> None:
 def test_plugin_never_imports_torch() -> None:
     import sys
 
-    import rs_scene_plugin.core.classify  # noqa: F401
+    import rs_scene_plugin.core.classify
     import rs_scene_plugin.processing.provider  # noqa: F401
 
     assert "torch" not in sys.modules and "rs_scene" not in sys.modules

@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import S2_BANDS, S2_SCENE, polygon_layer, small_extent
-from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer, QgsVectorLayer
+from conftest import S2_BANDS, polygon_layer, small_extent
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingException,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
 
 
 @pytest.fixture

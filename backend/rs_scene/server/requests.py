@@ -53,6 +53,9 @@ TRAIN_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "seed": ((int,), int),
     "patience": ((int,), int),
     "description": ((str,), str),
+    "stride": ((int, type(None)), None),
+    "min_overlap": (_NUM, float),
+    "block": ((int,), int),
 }
 
 

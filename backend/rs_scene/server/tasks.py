@@ -68,23 +68,19 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
 
 
 def _polygon_data(req: dict[str, Any]) -> Any:
-    """Chips under labelled polygons, from the backend's polygon dataset reader."""
-    from ..errors import RSSceneError
+    """Tiles under labelled polygons, split into spatially blocked train/validation parts."""
+    from ..data.polygons import PolygonSampling, load_polygons
 
-    try:
-        from ..data.polygons import polygon_dataset  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise RSSceneError(
-            "this backend version cannot train from labelled polygons yet; "
-            "export chips to a folder-per-class dataset and train from that"
-        ) from exc
-    return polygon_dataset(
-        req["raster"],
-        req["labels"],
-        req["class_field"],
-        bands=req.get("bands"),
-        tile_size=req.get("tile_size"),
-        input_scale=req.get("input_scale"),
+    sampling = PolygonSampling(
+        tile_size=req.get("tile_size") or 64,
+        stride=req.get("stride"),
+        min_overlap=req.get("min_overlap", 0.5),
+        block=req.get("block", 4),
+        val_fraction=req.get("val_fraction") or 0.2,
+        seed=req.get("seed", 0),
+    )
+    return load_polygons(
+        req["raster"], req["labels"], req["class_field"], sampling, req.get("bands"), req.get("input_scale")
     )
 
 
@@ -101,22 +97,23 @@ def train_runner(req: dict[str, Any], device: str) -> Runner:
         settings = TrainSettings(
             device=req.get("device", device), seed=req.get("seed", 0), patience=req.get("patience", 0)
         )
+        polygons = bool(req.get("raster"))
         params = TrainParams(
             out=out,
             method=req.get("method", "pretrain"),
-            data=req.get("data"),
+            data=req.get("data") or req.get("raster"),
             name=req.get("name"),
             options=req.get("options", {}),
             bands=req.get("bands"),
             image_size=req.get("image_size"),
             input_size=req.get("input_size"),
-            val_fraction=req.get("val_fraction", 0.0),
+            val_fraction=0.0 if polygons else req.get("val_fraction", 0.0),
             holdout=req.get("holdout", True),
             description=req.get("description", ""),
             settings=settings,
         )
         job.report(0, 0, "reading training data")
-        data = _polygon_data(req) if req.get("raster") else None
+        data = _polygon_data(req) if polygons else None
         try:
             card, metrics = train_model(
                 params, data=data, progress=lambda ev: _on_train_event(job, ev), cancel=job.cancel
