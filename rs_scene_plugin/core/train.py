@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qgis.core import QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.PyQt.QtCore import pyqtSignal
 
 from .backend import BackendManager
-from .jobs import run_job
+from .client import BackendError, JobCancelled
+from .jobs import percent, run_job
 from .labels import write_labels
 
 
@@ -66,3 +68,32 @@ def run_training(manager: BackendManager, spec: TrainSpec, on_update: Callable[[
         return run_job(manager, "train", train_body(spec, workdir), on_update, is_canceled)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class TrainTask(QgsTask):
+    update = pyqtSignal(dict)
+
+    def __init__(self, manager: BackendManager, spec: TrainSpec) -> None:
+        super().__init__(f"RS Scene: train {spec.name}", QgsTask.CanCancel)
+        self.manager, self.spec = manager, spec
+        self.result: dict[str, Any] = {}
+        self.error: str | None = None
+        self.cancelled = self.completed = False
+
+    def run(self) -> bool:
+        try:
+            self.result = run_training(self.manager, self.spec, self._update, self.isCanceled)
+            return True
+        except JobCancelled:
+            self.cancelled = True
+        except (BackendError, ValueError) as exc:
+            self.error = str(exc)
+        return False
+
+    def _update(self, job: dict[str, Any]) -> None:
+        self.setProgress(percent(job))
+        self.update.emit(job)
+
+    def finished(self, ok: bool) -> None:
+        self.cancelled = self.cancelled or (not ok and self.error is None)
+        self.completed = True

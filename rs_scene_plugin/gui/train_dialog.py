@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsApplication, QgsFieldProxyModel, QgsMapLayerProxyModel, QgsTask
+from qgis.core import QgsApplication, QgsFieldProxyModel, QgsMapLayerProxyModel
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -29,81 +29,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.backend import BackendManager
-from ..core.client import BackendError, JobCancelled
+from ..core.client import BackendError
 from ..core.jobs import describe, percent
 from ..core.labels import check_labels
-from ..core.train import TrainSpec, run_training
+from ..core.train import TrainSpec, TrainTask
 from .curves import CurvesWidget
+from .method_form import option_value, option_widget
 from .widgets import StatusLabel
-
-
-class TrainTask(QgsTask):
-    update = pyqtSignal(dict)
-
-    def __init__(self, manager: BackendManager, spec: TrainSpec) -> None:
-        super().__init__(f"RS Scene: train {spec.name}", QgsTask.CanCancel)
-        self.manager, self.spec = manager, spec
-        self.result: dict[str, Any] = {}
-        self.error: str | None = None
-        self.cancelled = self.completed = False
-
-    def run(self) -> bool:
-        try:
-            self.result = run_training(self.manager, self.spec, self._update, self.isCanceled)
-            return True
-        except JobCancelled:
-            self.cancelled = True
-        except (BackendError, ValueError) as exc:
-            self.error = str(exc)
-        return False
-
-    def _update(self, job: dict[str, Any]) -> None:
-        self.setProgress(percent(job))
-        self.update.emit(job)
-
-    def finished(self, ok: bool) -> None:
-        self.cancelled = self.cancelled or (not ok and self.error is None)
-        self.completed = True
-
-
-def option_widget(opt: dict[str, Any], models: list[str]) -> QWidget:
-    """A form widget for one method option (name, type, default, choices)."""
-    default, kind = opt.get("default"), opt.get("type", "str")
-    if opt.get("choices") or opt["name"] in ("init", "backbone"):
-        w = QComboBox()
-        choices = [str(c) for c in opt.get("choices") or []]
-        if opt["name"] == "init":
-            w.setEditable(True)
-            choices = list(dict.fromkeys(["imagenet", "scratch", *choices, *models]))
-        w.addItems(choices)
-        w.setEditable(w.isEditable() or not opt.get("choices"))
-        w.setCurrentText(str(default))
-    elif kind == "bool":
-        w = QCheckBox()
-        w.setChecked(bool(default))
-    elif kind == "int":
-        w = QSpinBox()
-        w.setRange(0, 1_000_000)
-        w.setValue(int(default or 0))
-    elif kind == "float":
-        w = QDoubleSpinBox()
-        w.setDecimals(6)
-        w.setRange(-1e9, 1e9)
-        w.setValue(float(default or 0.0))
-    else:
-        w = QLineEdit("" if default is None else str(default))
-    w.setToolTip(opt.get("help", ""))
-    return w
-
-
-def option_value(w: QWidget) -> Any:
-    if isinstance(w, QComboBox):
-        return w.currentText()
-    if isinstance(w, QCheckBox):
-        return w.isChecked()
-    if isinstance(w, (QSpinBox, QDoubleSpinBox)):
-        return w.value()
-    return w.text()
 
 
 class TrainDialog(QDialog):
@@ -136,10 +68,14 @@ class TrainDialog(QDialog):
         self.class_field.setLayer(self.polygons.currentLayer())
         self.band_names = QLineEdit()
         self.band_names.setPlaceholderText("the raster's band names in order, if it has none (B02,B03,…)")
+        self.tile_size = QSpinBox()
+        self.tile_size.setRange(8, 1024)
+        self.tile_size.setValue(64)
         self.folder = QgsFileWidget()
         self.folder.setStorageMode(QgsFileWidget.GetDirectory)
         for label, w in (("Raster", self.raster), ("Polygons", self.polygons), ("Class field", self.class_field),
-                         ("Band names", self.band_names), ("Dataset folder", self.folder)):
+                         ("Band names", self.band_names), ("Tile size (pixels)", self.tile_size),
+                         ("Dataset folder", self.folder)):
             form.addRow(label, w)
         method = QGroupBox("Method")
         mform = QFormLayout(method)
@@ -252,6 +188,7 @@ class TrainDialog(QDialog):
             raise ValueError(f"Layer '{spec.labels.name()}' has polygons of one class only ({next(iter(counts))})"
                              f" in field '{spec.class_field}'; training needs at least two classes.")
         spec.bands = self.band_names.text().strip() or None
+        spec.tile_size = self.tile_size.value()
         return spec
 
     def train(self) -> TrainTask | None:
