@@ -131,3 +131,32 @@ def test_overlap_and_edge_options(tmp_path: Path, opts: list[str]) -> None:
     with rasterio.open(heat) as h:
         assert h.width == 200 and h.height == 150
         assert h.read(1, masked=True).count() == 200 * 150
+
+
+def test_mask_polygons_limit_the_work(tmp_path: Path) -> None:
+    """Tiles outside a mask polygon (given in another CRS) are recorded as skipped, not classified."""
+    from rasterio.warp import transform_geom
+
+    from conftest import run_main
+
+    with rasterio.open(S2_SCENE) as ds:
+        x0, y1 = ds.transform * (0, 0)
+        x1, y0 = ds.transform * (256, 128)
+        xm = ds.transform * (128, 0)
+        crs = ds.crs
+    extent = f"{x0},{y0},{x1},{y1}"
+    left_half = {"type": "Polygon", "coordinates": [[(x0, y0), (xm[0], y0), (xm[0], y1), (x0, y1), (x0, y0)]]}
+    geom = transform_geom(crs, "EPSG:4326", left_half)
+    mask = tmp_path / "mask.gpkg"
+    with fiona.open(mask, "w", driver="GPKG", crs="EPSG:4326",
+                    schema={"geometry": "Polygon", "properties": {"id": "int"}}) as dst:
+        dst.write({"geometry": geom, "properties": {"id": 1}})
+    out = tmp_path / "g.gpkg"
+    proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+                    "--input-scale", "1000", "--extent", extent, "--mask", mask, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    feats = [dict(f.properties) for f in fiona.open(out)]
+    assert len(feats) == 8
+    status = {(f["row"], f["col"]): f["status"] for f in feats}
+    assert all(status[(r, c)] == "classified" for r in range(2) for c in range(2))
+    assert all(status[(r, c)].startswith("skipped") for r in range(2) for c in range(2, 4))
