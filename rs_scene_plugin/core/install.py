@@ -50,7 +50,8 @@ def _run(cmd: list[str], log: Log, is_canceled: Callable[[], bool]) -> None:
             proc.wait()
             raise InterruptedError("installation cancelled")
     if proc.wait() != 0:
-        raise InstallError(f"{Path(cmd[0]).name} {' '.join(cmd[1:3])} failed with exit code {proc.returncode}")
+        what = " ".join([Path(cmd[0]).name, *cmd[1:4]] if cmd[1:3] == ["-m", "pip"] else [Path(cmd[0]).name, *cmd[1:3]])
+        raise InstallError(f"{what} failed with exit code {proc.returncode}; the log above says why")
 
 
 def install_backend(base_python: str, package: str, venv: Path, log: Log,

@@ -75,3 +75,26 @@ def test_exportchips_refuses_polygons_without_class_values(provider, s2_layer, t
         run("exportchips", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover",
                             "OUTPUT": str(tmp_path / "chips")})
     assert not (tmp_path / "chips").exists() or not list((tmp_path / "chips").iterdir())
+
+
+def test_train_from_polygons_writes_a_model_file(provider, s2_layer, tmp_path: Path) -> None:
+    labels = polygon_layer(s2_layer, {"sea": [(0, 0, 96, 576)], "land": [(320, 0, 96, 576)]})
+    options = '{"backbone": "resnet18", "init": "scratch", "batch_size": 16, "warmup_epochs": 1}'
+    result = run("train", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover", "BANDS": S2_BANDS,
+                           "OPTIONS": options, "EPOCHS": 1, "NAME": "alg-model",
+                           "OUTPUT_MODEL": str(tmp_path / "alg-model.pt")})
+    assert result["OUTPUT_MODEL"] == str(tmp_path / "alg-model.pt") and Path(result["OUTPUT_MODEL"]).exists()
+    assert result["MODEL"] == "alg-model"
+    assert 0.0 <= result["OVERALL_ACCURACY"] <= 1.0
+    assert sorted(result["METRICS"]["per_class"]) == ["land", "sea"]
+
+
+def test_train_refuses_bad_options(provider, s2_layer, tmp_path: Path) -> None:
+    labels = polygon_layer(s2_layer, {"sea": [(0, 0, 96, 576)], "land": [(320, 0, 96, 576)]})
+    with pytest.raises(QgsProcessingException, match="OPTIONS is not valid JSON"):
+        run("train", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover", "OPTIONS": "{backbone",
+                      "NAME": "x"})
+    with pytest.raises(QgsProcessingException, match="no option.*colour"):
+        run("train", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover", "BANDS": S2_BANDS,
+                      "OPTIONS": '{"colour": "red"}', "NAME": "x", "OUTPUT_MODEL": str(tmp_path / "x.pt")})
+    assert not (tmp_path / "x.pt").exists()

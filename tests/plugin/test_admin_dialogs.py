@@ -1,0 +1,149 @@
+"""Backend settings, diagnostics, install and export, driven through their dialogs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BACKEND_PYTHON, ROOT, S2_BANDS, polygon_layer, small_extent
+from qgis.core import QgsApplication, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
+
+
+@pytest.fixture
+def own_manager():
+    from rs_scene_plugin.core.backend import BackendManager
+
+    mgr = BackendManager()
+    yield mgr
+    mgr.stop()
+
+
+def test_settings_save_and_test_starts_the_service(own_manager, qtbot) -> None:
+    from rs_scene_plugin.core.settings import BackendSettings
+    from rs_scene_plugin.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(own_manager)
+    qtbot.addWidget(dlg)
+    dlg.python.setFilePath(sys.executable)
+    qtbot.mouseClick(dlg.save_button, Qt.LeftButton)
+    assert "is the program running QGIS itself" in dlg.status.text()
+    dlg.python.setFilePath(BACKEND_PYTHON)
+    dlg.device.setCurrentText("cpu")
+    qtbot.mouseClick(dlg.test_button, Qt.LeftButton)
+    assert "Service running" in dlg.status.text() and "device cpu" in dlg.status.text(), dlg.status.text()
+    saved = BackendSettings.load()
+    assert saved.python == BACKEND_PYTHON and saved.device == "cpu"
+    assert own_manager.is_running()
+
+
+def test_diagnostics_copies_interpreter_versions_device_and_log(own_manager, qtbot) -> None:
+    from rs_scene_plugin.core.settings import BackendSettings
+    from rs_scene_plugin.gui.settings_dialog import DiagnosticsDialog
+
+    BackendSettings(python=BACKEND_PYTHON, device="cpu").save()
+    dlg = DiagnosticsDialog(own_manager)
+    qtbot.addWidget(dlg)
+    text = dlg.text.toPlainText()
+    for part in (f"backend interpreter: {BACKEND_PYTHON}", "QGIS 3.", "torch 2.", "device: cpu",
+                 "service log", "listening on http://127.0.0.1:"):
+        assert part in text, part
+    assert QgsApplication.clipboard().text() == text
+
+
+def _base_python() -> str:
+    for name in ("python3.11", "python3"):
+        path = shutil.which(name)
+        if path and os.path.realpath(path) != os.path.realpath(sys.executable):
+            return path
+    pytest.skip("no Python besides QGIS's own to build a venv from")
+
+
+def test_install_backend_creates_a_working_venv(own_manager, qtbot, tmp_path: Path) -> None:
+    from rs_scene_plugin.core.settings import BackendSettings
+    from rs_scene_plugin.gui.install_dialog import InstallDialog
+
+    dlg = InstallDialog(own_manager)
+    qtbot.addWidget(dlg)
+    assert dlg.package.text() == str(ROOT / "backend")
+    dlg.base.setFilePath(_base_python())
+    dlg.venv.setText(str(tmp_path / "venv"))
+    dlg.pip_options.setText("--no-deps")  # torch & co. are not needed to prove the install works
+    task = dlg.install()
+    qtbot.waitUntil(lambda: task.completed, timeout=240_000)
+    assert task.python == str(tmp_path / "venv" / "bin" / "python"), dlg.log.toPlainText()[-2000:]
+    assert "Installed" in dlg.status.text() and dlg.progress.value() == 100
+    assert "rs_scene 0.1.0 in" in dlg.log.toPlainText()
+    assert BackendSettings.load().python == task.python
+    out = subprocess.run([task.python, "-c", "import rs_scene; print(rs_scene.__file__)"], capture_output=True,
+                         text=True, check=True)
+    assert str(tmp_path / "venv") in out.stdout
+
+
+def test_failed_install_removes_the_venv(own_manager, qtbot, tmp_path: Path) -> None:
+    from rs_scene_plugin.gui.install_dialog import InstallDialog
+
+    dlg = InstallDialog(own_manager)
+    qtbot.addWidget(dlg)
+    dlg.base.setFilePath(_base_python())
+    dlg.venv.setText(str(tmp_path / "venv"))
+    dlg.package.setText(str(tmp_path / "no-such-backend"))
+    dlg.pip_options.setText("--no-deps --no-index")
+    task = dlg.install()
+    qtbot.waitUntil(lambda: task.completed, timeout=240_000)
+    assert task.python is None and "pip install failed" in dlg.status.text()
+    assert not (tmp_path / "venv").exists()
+
+
+def test_export_grid_heatmap_and_chips(manager, qgis_processing, s2_layer, qtbot, qgis_iface, tmp_path) -> None:
+    import processing
+
+    from rs_scene_plugin.gui.export_dialog import ExportDialog
+    from rs_scene_plugin.processing.provider import RSSceneProvider
+
+    provider = RSSceneProvider(manager)
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        ext = small_extent(s2_layer)
+        res = processing.run("rs_scene:classify", {
+            "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+            "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]",
+            "OUTPUT_GRID": str(tmp_path / "grid.gpkg"), "OUTPUT_HEATMAP": str(tmp_path / "heat.tif")})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+    grid = QgsVectorLayer(res["OUTPUT_GRID"], "grid", "ogr")
+    heat = QgsRasterLayer(res["OUTPUT_HEATMAP"], "heat")
+    from qgis.core import QgsProject
+
+    labels = polygon_layer(s2_layer, {"sea": [(0, 0, 64, 64)], "land": [(320, 0, 64, 64)]})
+    QgsProject.instance().addMapLayers([grid, heat, labels])
+    dlg = ExportDialog(qgis_iface)
+    qtbot.addWidget(dlg)
+    dlg.grid_layer.setLayer(grid)
+    for ext_ in ("geojson", "shp", "csv", "gpkg"):
+        dlg.grid_file.setFilePath(str(tmp_path / f"out.{ext_}"))
+        qtbot.mouseClick(dlg.grid_button, Qt.LeftButton)
+        assert "exported" in dlg.status.text(), dlg.status.text()
+        if ext_ != "csv":
+            assert QgsVectorLayer(str(tmp_path / f"out.{ext_}"), "x", "ogr").featureCount() == 6
+    header = (tmp_path / "out.csv").read_text().splitlines()[0]
+    assert header.startswith("WKT") and "class_name" in header
+    dlg.grid_file.setFilePath(str(tmp_path / "out.xlsx"))
+    qtbot.mouseClick(dlg.grid_button, Qt.LeftButton)
+    assert "use one of" in dlg.status.text()
+    dlg.heat_layer.setLayer(heat)
+    dlg.heat_file.setFilePath(str(tmp_path / "copy.tif"))
+    qtbot.mouseClick(dlg.heat_button, Qt.LeftButton)
+    assert QgsRasterLayer(str(tmp_path / "copy.tif"), "c").width() == heat.width()
+    dlg.chip_raster.setLayer(s2_layer)
+    dlg.chip_polygons.setLayer(labels)
+    dlg.chip_field.setField("landcover")
+    dlg.chip_size.setValue(32)
+    dlg.chip_folder.setFilePath(str(tmp_path / "chips"))
+    qtbot.mouseClick(dlg.chip_button, Qt.LeftButton)
+    assert "8 chips written" in dlg.status.text(), dlg.status.text()
+    assert sorted(os.listdir(tmp_path / "chips")) == ["land", "sea"]
