@@ -50,6 +50,15 @@ def stratified_split(data: SceneData, idx: list[int], fraction: float, seed: int
     return sorted(keep), sorted(val)
 
 
+def dataset_split(data: SceneData) -> tuple[list[int], list[int], list[int], str]:
+    """``(train, val, test, rule)`` from the dataset's own split labels; without 'test' rows the reported
+    metrics are those of the 'val' part (it picked the best epoch, so they are optimistic)."""
+    parts = {k: [i for i, s in enumerate(data.split) if s == k] for k in ("train", "val", "test")}
+    rule = "the dataset's split ('val' rows validate"
+    rule += ", 'test' rows held out)" if parts["test"] else " and are reported: no separate test part)"
+    return parts["train"], parts["val"], parts["test"], rule
+
+
 def check_trainable(data: SceneData, where: str) -> None:
     counts = data.class_counts()
     if data.task == "single-label":
@@ -82,30 +91,33 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
         data = open_dataset(params.data, size=params.image_size, bands=params.bands)
     where = params.data or "training data"
     check_trainable(data, where)
-    if params.holdout:
-        train_idx, test_idx, rule = heldout_indices(data)
+    if "val" in data.split:  # the dataset brings its own (e.g. spatially blocked) validation part
+        train_idx, val_idx, test_idx, rule = dataset_split(data)
     else:
-        train_idx, test_idx, rule = list(range(len(data))), [], "none: all images used for training"
-    train_idx, val_idx = stratified_split(data, train_idx, params.val_fraction, params.settings.seed)
+        if params.holdout:
+            train_idx, test_idx, rule = heldout_indices(data)
+        else:
+            train_idx, test_idx, rule = list(range(len(data))), [], "none: all images used for training"
+        train_idx, val_idx = stratified_split(data, train_idx, params.val_fraction, params.settings.seed)
     train = data.subset(train_idx)
     check_trainable(train, where)
     method = create_method(params.method, params.options, num_classes=len(data.classes), bands=data.bands,
                            task=data.task)
     card = build_card(params, data, train, method)
-    if hasattr(method, "prepare_data"):
-        method.prepare_data(card, train)
     trainer = Trainer(method, card, params.settings, progress, cancel)
     t0 = time.perf_counter()
     ckpt = params.settings.checkpoint or checkpoint_path(out)
     model = trainer.fit(train, data.subset(val_idx) if val_idx else None, checkpoint=ckpt)
     module = method.export_module(model)
     metrics: dict[str, Any] = {}
-    if test_idx:
-        metrics = evaluate(module, card, data.subset(test_idx), trainer.device)
+    report_idx = test_idx or (val_idx if "val" in data.split else [])
+    if report_idx:
+        metrics = evaluate(module, card, data.subset(report_idx), trainer.device)
     card.metrics = {"heldout": {k: v for k, v in metrics.items() if k != "classes"}} if metrics else {}
     card.training = {
         "data": str(params.data or "in-memory"), "kind": data.kind, "n_train": len(train_idx),
-        "n_val": len(val_idx), "n_heldout": len(test_idx), "heldout_rule": rule, "seed": params.settings.seed,
+        "n_val": len(val_idx), "n_heldout": len(report_idx), "heldout_rule": rule,
+        "seed": params.settings.seed,
         "seconds": round(time.perf_counter() - t0, 1), "device": str(trainer.device),
         "history": trainer.history[-50:],
     }

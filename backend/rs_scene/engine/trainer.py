@@ -92,6 +92,14 @@ class Trainer:
             x = nn.functional.interpolate(x, size=(self.card.input_size,) * 2, mode="bilinear")
         return normalize(x, self.card.mean, self.card.std)
 
+    def batch_inputs(self, data: SceneData, idx: torch.Tensor, stage: Any) -> tuple[Any, torch.Tensor]:
+        """Network input and targets of one training batch. A method that needs two views of each image or an
+        image augmented jointly with a map defines ``prepare_batch(data, idx, stage, trainer)``."""
+        hook = getattr(self.method, "prepare_batch", None)
+        if hook is not None:
+            return hook(data, idx, stage, self)
+        return self.prepare(data.x[idx], train=True), data.y[idx].to(self.device)
+
     def batches(self, data: SceneData, batch_size: int, stage: Any) -> list[torch.Tensor]:
         hook = getattr(self.method, "batch_indices", None)
         if hook is not None:
@@ -101,6 +109,9 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------------
     def fit(self, train: SceneData, val: SceneData | None = None, checkpoint: str | None = None) -> nn.Module:
+        prepare_data = getattr(self.method, "prepare_data", None)
+        if prepare_data is not None:  # input checks (e.g. a teacher's classes) before anything trains
+            prepare_data(self.card, train)
         model = self.method.build_model().to(self.device)
         stages = self.method.stages()
         state, start_stage, start_epoch, ckpt = TrainState(), 0, 0, None
@@ -156,8 +167,7 @@ class Trainer:
         for bi, idx in enumerate(batches):
             if self.cancel.is_set():
                 raise Cancelled("training cancelled")
-            x = self.prepare(data.x[idx], train=True)
-            y = data.y[idx].to(self.device)
+            x, y = self.batch_inputs(data, idx, stage)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = self.method.training_step(model, x, y, stage)
             optim.zero_grad(set_to_none=True)
