@@ -1,0 +1,171 @@
+"""BWMS: band-wise multi-scale CNN (Kang & Demir, IGARSS 2020) for multispectral Sentinel-2 scenes.
+
+Architecture in :mod:`rs_scene.models.bwms`: band-wise depthwise convolutions (kernels 1, 3, 5, 7; 10 m bands
+stride 2, 20 m bands stride 1), 1x1 fusion conv + BN + LeakyReLU(0.1), a ResNet body, dropout, FC 128, FC
+classes. Sigmoid + BCE for multi-label data (BigEarthNet), softmax + CE for single-label (EuroSAT-MS); Adam
+with
+lr 1e-3 halved every 30 epochs. ``stem=conv`` swaps the band-wise layer for the ResNet's own 7x7 stem, the
+paper's ResNet baseline with everything else equal.
+
+BigEarthNet patches come with the 20 m bands at 60 x 60 px. :func:`load_bigearthnet_native` puts them on the
+10 m grid by pixel replication, which the model's 2x2 average pooling undoes exactly, so the network sees
+those bands at their native resolution.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from torch import nn
+
+from ..bands import S2_TEN, canonical_band
+from ..card import ModelCard
+from ..data.datasets import BIGEARTHNET_43, SceneData
+from ..data.transforms import normalize, random_flip_rot90, resize
+from ..errors import RSSceneError
+from ..models import create_backbone
+from ..models.bwms import BWMSBackbone, BWMSClassifier
+from .base import Method, MethodConfig, Stage, opt
+from .registry import register_method
+
+BODIES = ["resnet18", "resnet34", "resnet50"]
+
+
+@dataclass
+class BWMSConfig(MethodConfig):
+    backbone: str = opt("resnet18", "ResNet body after the band-wise layer", choices=BODIES)
+    stem: str = opt(
+        "bwms",
+        "first layer: the band-wise multi-scale convs, or the plain ResNet 7x7 stem (the paper's baseline)",
+        choices=["bwms", "conv"],
+    )
+    init: str = opt("scratch", "initial weights of a conv-stem ResNet (imagenet or scratch); bwms: scratch")
+    multiplier: int = opt(4, "depthwise feature maps per band and kernel size")
+    hidden: int = opt(128, "width of the FC layer before the classifier")
+    dropout: float = opt(0.5, "dropout before the FC layers")
+    lr: float = opt(1e-3, "Adam learning rate")
+    lr_halving: int = opt(30, "halve the learning rate every this many epochs")
+    weight_decay: float = opt(0.0, "weight decay")
+
+
+def architecture(config: BWMSConfig) -> str:
+    return f"bwms_{config.backbone}" if config.stem == "bwms" else config.backbone
+
+
+def build_classifier(
+    arch: str,
+    bands: list[str],
+    num_classes: int,
+    multiplier: int,
+    hidden: int,
+    dropout: float,
+    init: str = "scratch",
+) -> BWMSClassifier:
+    if arch.startswith("bwms_"):
+        if init != "scratch":
+            raise RSSceneError(
+                f"bwms: the band-wise layer has no pretrained weights; use --init scratch, not {init}"
+            )
+        backbone: nn.Module = BWMSBackbone(arch[len("bwms_") :], len(bands), bands, multiplier)
+    else:
+        backbone = create_backbone(arch, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
+    return BWMSClassifier(backbone, num_classes, dropout=dropout, hidden=hidden)
+
+
+@register_method
+class BWMSMethod(Method):
+    name = "bwms"
+    description = "Band-wise multi-scale CNN for multispectral images (single- or multi-label)"
+    paper = "bwms_band-wise_multi-scale_cnn.txt"
+    Config = BWMSConfig
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return build_classifier(
+            architecture(c), self.bands, self.num_classes, c.multiplier, c.hidden, c.dropout, c.init
+        )
+
+    def stages(self) -> list[Stage]:
+        return [Stage("train", self.config.epochs)]
+
+    def prepare_batch(self, data: SceneData, idx: torch.Tensor, stage: Stage, trainer: Any):
+        """Rotations and flips only: a crop-and-resize would blur the replicated 20 m pixels."""
+        card = trainer.card
+        x = random_flip_rot90(
+            resize(data.x[idx].to(trainer.device), card.input_size), generator=trainer.generator
+        )
+        return normalize(x, card.mean, card.std), data.y[idx].to(trainer.device)
+
+    def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
+        optim = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        return optim, torch.optim.lr_scheduler.StepLR(
+            optim, step_size=max(self.config.lr_halving, 1), gamma=0.5
+        )
+
+    def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
+        return {"loss": self.task_loss(model(x), y)}
+
+    def card_fields(self) -> dict[str, Any]:
+        return {**super().card_fields(), "architecture": architecture(self.config)}
+
+    @classmethod
+    def inference_model(cls, card: ModelCard) -> nn.Module:
+        mc = card.method_config
+        return build_classifier(
+            card.architecture,
+            card.bands,
+            card.num_classes,
+            int(mc.get("multiplier", 4)),
+            int(mc.get("hidden", 128)),
+            0.0,
+        )
+
+
+def load_bigearthnet_native(root: str | Path, bands: list[str] | None = None) -> SceneData:
+    """BigEarthNet-S2 patches with every band on the 10 m grid by pixel replication (no interpolation)."""
+    root = Path(root)
+    bands = [canonical_band(b) for b in (bands or S2_TEN)]
+    xs, ys, files = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        meta = folder / f"{folder.name}_labels_metadata.json"
+        if not meta.exists():
+            raise RSSceneError(f"BigEarthNet patch {folder}: {meta.name} is missing")
+        labels = json.loads(meta.read_text())["labels"]
+        unknown = [lab for lab in labels if lab not in BIGEARTHNET_43]
+        if unknown:
+            raise RSSceneError(f"{meta}: unknown label(s) {unknown}")
+        planes = []
+        for b in bands:
+            path = folder / f"{folder.name}_{b}.tif"
+            if not path.exists():
+                raise RSSceneError(f"BigEarthNet patch {folder.name}: band file {path.name} is missing")
+            with rasterio.open(path) as ds:
+                planes.append(ds.read(1).astype(np.float32) / 10000.0)
+        size = max(p.shape[0] for p in planes)
+        planes = [
+            np.kron(p, np.ones((size // p.shape[0], size // p.shape[1]), dtype=np.float32)) for p in planes
+        ]
+        target = np.zeros(len(BIGEARTHNET_43), dtype=np.float32)
+        target[[BIGEARTHNET_43.index(lab) for lab in labels]] = 1
+        xs.append(np.stack(planes))
+        ys.append(target)
+        files.append(folder.name)
+    if not xs:
+        raise RSSceneError(f"no BigEarthNet patches in {root}")
+    return SceneData(
+        torch.from_numpy(np.stack(xs)),
+        torch.from_numpy(np.stack(ys)),
+        list(BIGEARTHNET_43),
+        bands,
+        files,
+        10000.0,
+        10.0,
+        task="multi-label",
+        kind="bigearthnet",
+    )

@@ -1,0 +1,195 @@
+"""Pair-wise similarity knowledge distillation (Zhao, Sun, Gao, Dong, "Pair-wise similarity knowledge
+distillation for RSI scene classification", Remote Sensing 2022).
+
+A trained teacher (any RS Scene model file with the data's classes and bands) and a student. Each batch holds
+B/2 anchor images and, for each, another image of the same class. Loss (Eq. 9)::
+
+    alpha * T^2 KL(P(y|x'; theta~) || P(y|x; theta))                       same-class pairs (Eq. 5)
+  + beta  * [lam H(s(x^), y_i) + (1-lam) H(s(x^), y_j) + T^2 KL(P_t(x^) || P_s(x^))]   mixup (Eq. 6-8)
+  + gamma * H(s(x), y)
+
+with theta~ a no-grad copy of the student, x^ a mixup of anchors with different labels and lam ~ Beta(a, a).
+Optimiser as in the paper: SGD (momentum 0.9), lr 0.1, x0.1 at 30 %, 60 % and 80 % of the epochs (their 60th,
+120th and 160th of 200).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..card import ModelCard, load_model_file
+from ..data.datasets import SceneData, match_classes
+from ..data.transforms import normalize, resize
+from ..errors import RSSceneError
+from ..losses import MixupKDLoss, PairwiseKDLoss
+from ..models import SceneClassifier
+from ..zoo import resolve_model
+from .base import Method, MethodConfig, Stage, opt
+from .pretrain import load_init_backbone
+from .registry import build_inference_model, register_method
+
+
+@dataclass
+class PSKDConfig(MethodConfig):
+    backbone: str = opt("resnet18", "student backbone (see `rs-scene models --backbones`)")
+    teacher: str = opt("", "teacher model file (.pt) or installed model name, trained on the same classes")
+    alpha: float = opt(0.1, "weight of the same-class pair KD term (Eq. 5)")
+    beta: float = opt(1.0, "weight of the mixup term (Eq. 8)")
+    gamma: float = opt(1.0, "weight of the cross-entropy on the anchors")
+    temperature: float = opt(4.0, "distillation temperature T")
+    mixup_alpha: float = opt(1.0, "a of the Beta(a, a) mixing coefficient (the paper does not state it)")
+    lr: float = opt(0.1, "SGD learning rate (the paper's 0.1 trains from scratch; lower it to fine-tune)")
+    weight_decay: float = opt(5e-4, "weight decay")
+
+
+class TeacherAdapter(nn.Module):
+    """Frozen teacher fed the student's batch: undo the student's normalisation, resize to the teacher's input
+    size, apply the teacher's normalisation, and reorder the teacher's logits into the student's classes."""
+
+    def __init__(self, teacher: nn.Module, student: ModelCard, card: ModelCard, order: list[int]) -> None:
+        super().__init__()
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.size = card.input_size
+        self.t_mean, self.t_std = card.mean, card.std
+        self.register_buffer("s_mean", torch.tensor(student.mean).view(1, -1, 1, 1))
+        self.register_buffer("s_std", torch.tensor(student.std).view(1, -1, 1, 1))
+        self.register_buffer("order", torch.tensor(order, dtype=torch.long))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.teacher.eval()
+        raw = x * self.s_std + self.s_mean
+        return self.teacher(normalize(resize(raw, self.size), self.t_mean, self.t_std))[:, self.order]
+
+
+class PSKDNet(nn.Module):
+    def __init__(self, student: SceneClassifier, teacher: TeacherAdapter) -> None:
+        super().__init__()
+        self.student, self.teacher = student, teacher
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+
+def load_teacher(path: str, card: ModelCard) -> tuple[ModelCard, nn.Module, list[int]]:
+    """The teacher module and, for each student class, the index of the same class among the teacher's."""
+    t_card, state = load_model_file(resolve_model(path))
+    where = f"teacher {path}"
+    if t_card.task != "single-label" or card.task != "single-label":
+        raise RSSceneError(f"{where}: pskd distils single-label models only")
+    if sorted(c.lower() for c in t_card.class_names) != sorted(c.lower() for c in card.class_names) or len(
+        t_card.class_names
+    ) != len(card.class_names):
+        raise RSSceneError(
+            f"{where}: its classes ({', '.join(t_card.class_names)}) differ from the data's "
+            f"({', '.join(card.class_names)})"
+        )
+    if t_card.bands != card.bands:
+        raise RSSceneError(f"{where}: it takes bands {t_card.bands}, the data has {card.bands}")
+    teacher = build_inference_model(t_card)
+    teacher.load_state_dict(state)
+    return t_card, teacher, match_classes(card.class_names, t_card.class_names, where)
+
+
+@register_method
+class PSKDMethod(Method):
+    name = "pskd"
+    description = (
+        "Pair-wise similarity knowledge distillation: same-class pair self-KD + mixup KD from a teacher"
+    )
+    paper = "pairwise-similarity_knowledge-distillation.txt"
+    Config = PSKDConfig
+
+    def __init__(self, config: PSKDConfig, num_classes: int, bands: Any, task: str = "single-label") -> None:
+        super().__init__(config, num_classes, bands, task)
+        if not config.teacher:
+            raise RSSceneError(
+                "pskd needs a teacher model: --teacher FILE.pt (train one with --method pretrain)"
+            )
+        if task != "single-label":
+            raise RSSceneError("pskd is a single-label method")
+        if config.temperature <= 0 or config.mixup_alpha <= 0:
+            raise RSSceneError("pskd: temperature and mixup_alpha must be positive")
+        self.pair_kd = PairwiseKDLoss(config.temperature)
+        self.mix_kd = MixupKDLoss(config.temperature)
+        self.teacher: tuple[ModelCard, nn.Module, list[int]] | None = None
+        self.card: ModelCard | None = None
+
+    def prepare_data(self, card: ModelCard, train: SceneData) -> None:
+        self.card = card
+        self.teacher = load_teacher(self.config.teacher, card)
+
+    def build_model(self) -> nn.Module:
+        if self.teacher is None or self.card is None:
+            raise RSSceneError("pskd: prepare_data(card, train) must run before build_model")
+        t_card, teacher, order = self.teacher
+        student = SceneClassifier(
+            load_init_backbone(self.config.init, self.config.backbone, self.bands),
+            self.num_classes,
+            dropout=self.config.dropout,
+        )
+        return PSKDNet(student, TeacherAdapter(teacher, self.card, t_card, order))
+
+    def stages(self) -> list[Stage]:
+        return [Stage("distill", self.config.epochs)]
+
+    def batch_indices(self, stage: Stage, data: SceneData, batch_size: int, generator: torch.Generator):
+        """Batches of B/2 random anchors followed by one same-class partner for each (itself if alone)."""
+        labels = data.y.numpy()
+        members = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+        half = max(batch_size // 2, 1)
+        perm = torch.randperm(len(data), generator=generator)
+        for i in range(0, len(perm), half):
+            anchors = perm[i : i + half]
+            partners = []
+            for a in anchors.tolist():
+                pool = members[labels[a]]
+                others = pool[pool != a] if len(pool) > 1 else pool
+                partners.append(int(others[int(torch.randint(len(others), (1,), generator=generator))]))
+            yield torch.cat([anchors, torch.tensor(partners, dtype=torch.long)])
+
+    def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
+        params = [p for p in model.student.parameters() if p.requires_grad]
+        optim = torch.optim.SGD(
+            params, lr=self.config.lr, momentum=0.9, weight_decay=self.config.weight_decay
+        )
+        milestones = sorted({max(round(stage.epochs * f), 1) for f in (0.3, 0.6, 0.8)})
+        return optim, torch.optim.lr_scheduler.MultiStepLR(optim, milestones, gamma=0.1)
+
+    def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
+        c = self.config
+        half = len(x) // 2
+        logits = model.student(x)
+        anchor, partner, ya = logits[:half], logits[half:], y[:half]
+        ce = F.cross_entropy(anchor, ya)
+        pair = self.pair_kd(anchor, partner.detach())
+        losses = {"ce": ce.detach(), "pair_kd": pair.detach()}
+        loss = c.alpha * pair + c.gamma * ce
+        if c.beta > 0:
+            xa = x[:half]
+            j = self.mix_partners(ya)
+            lam = float(np.random.beta(c.mixup_alpha, c.mixup_alpha))
+            mixed = lam * xa + (1 - lam) * xa[j]
+            mix = self.mix_kd(model.student(mixed), model.teacher(mixed), ya, ya[j], lam)
+            loss = loss + c.beta * mix
+            losses["mix"] = mix.detach()
+        return {"loss": loss, **losses}
+
+    @staticmethod
+    def mix_partners(y: torch.Tensor) -> torch.Tensor:
+        """For each anchor, a random other anchor with a different label (itself when all share one)."""
+        other = (y[:, None] != y[None, :]).float()
+        scores = torch.rand(other.shape, device=y.device) * other
+        j = scores.argmax(1)
+        return torch.where(other.sum(1) > 0, j, torch.arange(len(y), device=y.device))
+
+    def export_module(self, model: nn.Module) -> nn.Module:
+        return model.student
