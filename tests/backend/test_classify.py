@@ -61,6 +61,12 @@ def test_sentinel2_scene(tmp_path: Path) -> None:
     assert len({f["class_name"] for f in feats if f["status"] == "classified"}) >= 3
     top_left = next(f for f in feats if f["row"] == 0 and f["col"] == 0)
     assert top_left["class_name"] == "SeaLake"
+    with rasterio.open(S2_SCENE) as ds:
+        left, top = ds.bounds.left, ds.bounds.top
+        for f in feats:  # each polygon is its window on the map: 64 px x 10 m, row-major from the top left
+            x0, y1 = left + 640 * f["col"], top - 640 * f["row"]
+            expected = (x0, max(y1 - 640, ds.bounds.bottom), min(x0 + 640, ds.bounds.right), y1)
+            assert f["bounds"] == pytest.approx(expected), (f["row"], f["col"])
 
 
 def test_naip_four_band_native_gsd(tmp_path: Path) -> None:
@@ -127,7 +133,9 @@ def test_overlap_and_edge_options(tmp_path: Path, opts: list[str]) -> None:
     run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
             "1000", "--extent", f"{x0},{y1},{x1},{y0}", "--out", out, "--heatmap", heat, *opts, check=True)
     n = len(list(fiona.open(out)))
-    assert n == (5 * 3 if opts[0] == "--stride" else 4 * 3)  # stride 32: starts 0..160 x 0..96 (+pad)
+    # stride 32: columns start at 0,32,..,128 then a padded 160 (6), rows at 0,32,64 then 96 (4);
+    # shift: columns 0,64,128 then 136 (4), rows 0,64 then 86 (3)
+    assert n == (6 * 4 if opts[0] == "--stride" else 4 * 3)
     with rasterio.open(heat) as h:
         assert h.width == 200 and h.height == 150
         assert h.read(1, masked=True).count() == 200 * 150

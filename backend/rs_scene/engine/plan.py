@@ -102,8 +102,9 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
 def tile_bounds(ds: Any, tile: Tile) -> tuple[float, float, float, float]:
     """Map bounds of the tile's part inside the raster."""
     x, y, w, h = tile.clipped(ds.width, ds.height)
-    (x0, x1), (y0, y1) = ds.transform * (x, x + w), ds.transform * (y, y + h)
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    xa, ya = ds.transform * (x, y)
+    xb, yb = ds.transform * (x + w, y + h)
+    return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
 
 
 def mask_function(plan: TilePlan, ds: Any) -> Any:
