@@ -82,14 +82,22 @@ class CamRunner:
             with torch.inference_mode():
                 feats = self.model.forward_features(x)
                 logits = self.model.forward_head(feats)
-                classes = logits.argmax(1) if target is None else torch.full_like(logits[:, 0], target).long()
-                maps = gradcam_from_features(feats, self.model.head.weight, classes, size)
-            return logits, maps.cpu().numpy()
+            return logits, self.maps_from_features(feats, logits, target, size)
         with torch.inference_mode():
             logits = self.model(x)
         classes = logits.argmax(1).tolist() if target is None else [target] * len(x)
         maps = self.cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
         return logits, np.asarray(maps, dtype=np.float32)
+
+    def maps_from_features(self, feats: torch.Tensor, logits: torch.Tensor, target: int | None,
+                           size: tuple[int, int]) -> np.ndarray:
+        """Fast-path maps from a forward pass that ran elsewhere (another runtime, e.g. ONNX Runtime)."""
+        if not self.fast:
+            raise RSSceneError(f"CAM method {self.method} needs the PyTorch model, not precomputed features")
+        with torch.inference_mode():
+            classes = logits.argmax(1) if target is None else torch.full_like(logits[:, 0], target).long()
+            weight = self.model.head.weight.to(feats.device)
+            return gradcam_from_features(feats, weight, classes.to(feats.device), size).cpu().numpy()
 
     def close(self) -> None:
         if self.cam is not None:

@@ -175,7 +175,8 @@ class TileReader:
         oh, ow = max(min(round(ch * f), s - oy), 1), round((x1 - x0) * f)
         win = Window(x0, y0, x1 - x0, ch)
         resampling = Resampling.nearest if f == 1 else Resampling.bilinear
-        block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow), resampling=resampling)
+        block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
+                             resampling=resampling)
         if self.has_mask:
             mask = self.ds.dataset_mask(window=win, out_shape=(oh, ow), resampling=Resampling.nearest) > 0
         else:

@@ -1,0 +1,215 @@
+"""The engine's fast paths give the results of the plain ones (correctness only: timings live in the bench).
+
+- closed-form Grad-CAM equals pytorch-grad-cam's GradCAM map within 1e-4 (EfficientNet-Lite0 and ResNet-18);
+- channels_last, batching and ONNX Runtime give the predictions of eager NCHW PyTorch, tile by tile;
+- joined reads (one GDAL call per run of tiles) equal tile-by-tile reads exactly;
+- the streamed heatmap mosaic equals a naive in-memory mosaic.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import S2_SCENE, write_raster
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from rs_scene.card import ModelCard, make_classes, save_model
+from rs_scene.engine.evaluate import preprocess
+from rs_scene.engine.infer import _tile_maps, prepare
+from rs_scene.engine.runtime import OnnxRunner, TorchRunner
+from rs_scene.explain.cam import CamRunner
+from rs_scene.io.raster import TileReader
+from rs_scene.io.tiling import Tile, tile_grid
+from rs_scene.io.writers import HEAT_NODATA, HeatmapWriter
+from rs_scene.models import SceneClassifier, create_backbone
+
+BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+ARCHS = ["efficientnet_lite0", "resnet18"]
+
+
+def make_card(arch: str, size: int = 64) -> ModelCard:
+    return ModelCard(name=f"test-{arch}", classes=make_classes([f"c{i}" for i in range(6)]), bands=BANDS,
+                     architecture=arch, value_scale=1000.0, mean=[0.1] * 10, std=[0.05] * 10, tile_size=size // 2,
+                     input_size=size, gsd=10.0)
+
+
+def make_model(arch: str) -> SceneClassifier:
+    torch.manual_seed(0)
+    model = SceneClassifier(create_backbone(arch, in_chans=10), num_classes=6).eval()
+    with torch.no_grad():  # non-trivial running statistics, so batch norm is not an identity
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def s2_tiles(card: ModelCard, n: int = 8) -> torch.Tensor:
+    """``n`` real Sentinel-2 tiles from the middle of the shared scene, preprocessed for ``card``."""
+    reader = TileReader(str(S2_SCENE), list(range(1, 11)), card.input_size, card.value_scale, card.mean)
+    try:
+        tiles = [Tile(0, i, 300 + 40 * i, 400, card.tile_size, card.tile_size) for i in range(n)]
+        data = np.stack([r.data for r in reader.read_run(tiles)])
+    finally:
+        reader.close()
+    return preprocess(torch.from_numpy(data), card)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_closed_form_gradcam_equals_pytorch_grad_cam(arch: str) -> None:
+    card, model = make_card(arch), make_model(arch)
+    x = s2_tiles(card)
+    logits, fast = CamRunner(model, "gradcam").run(x)
+    assert CamRunner(model, "gradcam").fast
+    cam = GradCAM(model=model, target_layers=[model.cam_layer])
+    try:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in logits.argmax(1)])
+    finally:
+        cam.activations_and_grads.release()
+    assert fast.shape == ref.shape == (len(x), card.input_size, card.input_size)
+    assert np.ptp(ref, axis=(1, 2)).min() > 0.5  # real maps, not all-zero ones that agree trivially
+    np.testing.assert_allclose(fast, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_channels_last_and_batching_keep_predictions(arch: str) -> None:
+    card, model = make_card(arch), make_model(arch)
+    x = s2_tiles(card)
+    with torch.inference_mode():
+        ref = model(x).softmax(1)
+        single = torch.cat([model(x[i : i + 1]) for i in range(len(x))]).softmax(1)
+    fast = TorchRunner(model, torch.device("cpu"), channels_last=True).logits(x).softmax(1)
+    assert torch.equal(fast.argmax(1), ref.argmax(1)) and torch.equal(single.argmax(1), ref.argmax(1))
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(single, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_onnx_runtime_keeps_predictions_and_maps(arch: str, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("RS_SCENE_CACHE", str(tmp_path / "cache"))
+    card, model = make_card(arch), make_model(arch)
+    path = save_model(tmp_path / "m.pt", card, model.state_dict())
+    x = s2_tiles(card)
+    runner = OnnxRunner(model, card, path)
+    assert runner.path.exists() and runner.path.parent == tmp_path / "cache" / "onnx"
+    feats, logits = runner.features_and_logits(x)
+    cam = CamRunner(model, "gradcam")
+    ref_logits, ref_maps = cam.run(x)
+    assert torch.equal(logits.argmax(1), ref_logits.argmax(1))
+    torch.testing.assert_close(logits.softmax(1), ref_logits.softmax(1), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(cam.maps_from_features(feats, logits, None, tuple(x.shape[-2:])), ref_maps,
+                               atol=1e-4)
+    assert OnnxRunner(model, card, path).path == runner.path  # the export is cached, not redone
+
+
+def test_native_read_then_torch_resize_is_what_evaluate_feeds_the_model() -> None:
+    """Fast reading returns tiles at their raster size and ``prepare`` upsamples them, normalising first:
+    the same tensor ``preprocess`` (evaluate, training) makes from the same patch."""
+    card = make_card("efficientnet_lite0", 128)
+    card.tile_size = 64
+    reader = TileReader(str(S2_SCENE), list(range(1, 11)), 64, 1000.0, card.mean)
+    try:
+        data = np.stack([r.data for r in reader.read_run(tile_grid(930, 947, 64)[20:36])])
+    finally:
+        reader.close()
+    x = torch.from_numpy(data)
+    torch.testing.assert_close(prepare(x, card), preprocess(x, card), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("tile", "stride", "size"), [(64, 64, 128), (64, 48, 128), (64, 32, 64), (50, 50, 128),
+                                                       (40, 40, 20)])
+def test_joined_reads_equal_tile_by_tile_reads(tile: int, stride: int, size: int) -> None:
+    reader = TileReader(str(S2_SCENE), list(range(1, 11)), size, 1000.0, [0.1] * 10)
+    try:
+        tiles = tile_grid(reader.ds.width, reader.ds.height, tile, stride, "pad")
+        one = [reader.read(t) for t in tiles]
+        joined = [r for i in range(0, len(tiles), 16) for r in reader.read_run(tiles[i : i + 16])]
+    finally:
+        reader.close()
+    for t, a, b in zip(tiles, one, joined):
+        assert np.array_equal(a.data, b.data) and np.array_equal(a.valid, b.valid), t
+        assert a.valid_fraction == b.valid_fraction
+
+
+def test_joined_reads_respect_nodata_and_masks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 3000, (2, 70, 90)).astype(np.uint16)
+    data[:, 10:30, 20:50] = 0  # a nodata hole across tile edges
+    path = write_raster(tmp_path / "hole.tif", data, nodata=0)
+    reader = TileReader(str(path), [1, 2], 32, 1000.0, [0.3, 0.4])
+
+    def mask_fn(tile: Tile, transform, size: int) -> np.ndarray:
+        m = np.ones((size, size), dtype=bool)
+        m[: size // 3] = tile.col % 2 == 0
+        return m
+
+    try:
+        tiles = tile_grid(90, 70, 16, 12, "pad")
+        one = [reader.read(t, mask_fn) for t in tiles]
+        joined = reader.read_run(tiles, mask_fn)
+    finally:
+        reader.close()
+    assert any(0 < r.valid_fraction < 1 for r in one)
+    for a, b in zip(one, joined):
+        assert np.array_equal(a.data, b.data) and np.array_equal(a.valid, b.valid)
+
+
+def test_batched_map_resize_equals_per_tile_resize() -> None:
+    maps = np.random.default_rng(1).random((5, 128, 128), dtype=np.float32)
+    tiles = [Tile(0, i, 64 * i, 0, 64, 64) for i in range(5)]
+    batched = _tile_maps(maps, tiles)
+    for m, t, b in zip(maps, tiles, batched):
+        ref = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(t.h, t.w), mode="bilinear",
+                                              align_corners=False)[0, 0].numpy()
+        np.testing.assert_array_equal(b, ref)
+
+
+def test_streamed_heatmap_equals_in_memory_mosaic(tmp_path: Path) -> None:
+    w, h, tile, stride = 100, 90, 24, 16
+    src = write_raster(tmp_path / "src.tif", np.ones((1, h, w), dtype=np.uint8))
+    tiles = tile_grid(w, h, tile, stride, "pad")
+    rng = np.random.default_rng(2)
+    maps = [rng.random((tile, tile), dtype=np.float32) for _ in tiles]
+    weights = [(rng.random((tile, tile)) > 0.2).astype(np.float32) for _ in tiles]
+    weights[3][:] = 0  # a tile that contributes nothing
+    acc, cnt = np.zeros((h + tile, w + tile)), np.zeros((h + tile, w + tile))
+    for t, m, v in zip(tiles, maps, weights):
+        acc[t.y : t.y + tile, t.x : t.x + tile] += m * v
+        cnt[t.y : t.y + tile, t.x : t.x + tile] += v
+    acc, cnt = acc[:h, :w], cnt[:h, :w]
+    naive = np.where(cnt > 0, acc / np.where(cnt > 0, cnt, 1), HEAT_NODATA)
+    with rasterio.open(src) as ds:
+        writer = HeatmapWriter(str(tmp_path / "heat.tif"), ds, (0, 0, w, h), tile)
+        for t, m, v in zip(tiles, maps, weights):
+            writer.add(t.x, t.y, m, v)
+        writer.commit()
+    with rasterio.open(tmp_path / "heat.tif") as out:
+        streamed = out.read(1)
+    assert (cnt == 0).any() and (streamed == HEAT_NODATA).sum() == (cnt == 0).sum()
+    np.testing.assert_allclose(streamed, naive, atol=1e-6)
+
+
+def test_parallel_decode_workers_keep_order(tmp_path: Path) -> None:
+    """The GPU path's parallel decoding yields the batches of the single-threaded reader, in order."""
+    from rs_scene.engine.infer import read_batches, read_size
+    from rs_scene.engine.plan import make_plan
+    from rs_scene.io.raster import open_raster
+
+    card = make_card("efficientnet_lite0", 128)
+    card.tile_size = 64
+    with open_raster(S2_SCENE) as ds:
+        plan = make_plan(ds, card, bands=",".join(BANDS), input_scale=1000)
+    size = read_size(plan, card)
+    one = list(read_batches(str(S2_SCENE), plan, card, 0.5, 8, threading.Event(), size=size))
+    many = list(read_batches(str(S2_SCENE), plan, card, 0.5, 8, threading.Event(), workers=3, size=size))
+    assert [b.tiles for b in one] == [b.tiles for b in many]
+    for a, b in zip(one, many):
+        assert (a.data is None) == (b.data is None)
+        assert a.data is None or np.array_equal(a.data, b.data)
