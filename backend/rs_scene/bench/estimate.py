@@ -1,0 +1,86 @@
+"""The ETA shown before a run: a short calibration run in the middle of the raster, scaled to its tiles.
+
+``estimate_seconds`` classifies a block of about ``calibration_tiles`` tiles at the raster's centre with the
+same model, options and outputs as the real run (so reading, writing and Grad-CAM are all counted), splits its
+time into a fixed part (model load, first batch) and a per-tile part, and caches that split per model file,
+device, runtime and output kind, so later estimates for the same setup cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rasterio.windows import Window, bounds
+
+_CACHE: dict[tuple[Any, ...], tuple[float, float]] = {}
+
+
+def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
+    from ..engine.plan import make_plan
+    from ..io.raster import open_raster
+    from ..zoo import card_of
+
+    card = card_of(model)
+    keys = ("bands", "tile_size", "stride", "gsd", "extent", "input_scale", "edge")
+    with open_raster(raster) as ds:
+        plan = make_plan(ds, card, **{k: params[k] for k in keys if params.get(k) is not None})
+        return plan, ds.transform
+
+
+def _centre_extent(plan: Any, transform: Any, tiles: int) -> tuple[float, float, float, float]:
+    x0, y0, w, h = plan.area
+    side = min(max(int(math.ceil(math.sqrt(tiles))), 1) * plan.stride_src + plan.tile_src - plan.stride_src,
+               w, h)
+    win = Window(x0 + (w - side) // 2, y0 + (h - side) // 2, side, side)
+    return bounds(win, transform)
+
+
+def _run(raster: str, model: str, heatmap: bool, extent: Any, params: dict[str, Any],
+         tmp: str) -> tuple[float, float, int, int]:
+    """Seconds to the first progress report, total seconds, tiles in the first batch and in all."""
+    from ..engine.infer import ClassifyParams, classify_raster
+
+    marks: list[tuple[float, int]] = []
+    kw = {k: v for k, v in params.items() if k in ClassifyParams.__dataclass_fields__}
+    kw.update(raster=raster, model=model, extent=extent, out_gpkg=str(Path(tmp) / f"cal{len(marks)}.gpkg"),
+              heatmap=str(Path(tmp) / "cal.tif") if heatmap else None, class_raster=None)
+    t0 = time.perf_counter()
+    res = classify_raster(ClassifyParams(**kw),
+                          progress=lambda done, total, stage: marks.append((time.perf_counter(), done)))
+    end = time.perf_counter()
+    first_t, first_n = marks[0] if marks else (end, res.tiles_total)
+    return first_t - t0, end - t0, first_n, res.tiles_total
+
+
+def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 64,
+              **params: Any) -> tuple[float, float]:
+    """``(fixed_seconds, seconds_per_tile)`` for this setup, measured on the raster's centre."""
+    from ..zoo import resolve_model
+
+    key = (str(resolve_model(model).resolve()), heatmap, params.get("device", "auto"),
+           params.get("runtime", "auto"), params.get("batch_size", 16), params.get("cam", "gradcam"))
+    if key in _CACHE:
+        return _CACHE[key]
+    plan, transform = _plan(raster, model, params)
+    with tempfile.TemporaryDirectory(prefix="rs-scene-eta-") as tmp:
+        # a one-tile run first, so a one-off ONNX export is not counted as the fixed cost of every run
+        _run(raster, model, heatmap, _centre_extent(plan, transform, 1), params, tmp)
+        first_s, total_s, first_n, n = _run(raster, model, heatmap,
+                                            _centre_extent(plan, transform, calibration_tiles), params, tmp)
+    per_tile = (total_s - first_s) / (n - first_n) if n > first_n else total_s / max(n, 1)
+    fixed = max(total_s - n * per_tile, 0.0)
+    _CACHE[key] = (fixed, per_tile)
+    return fixed, per_tile
+
+
+def estimate_seconds(raster: str, model: str, heatmap: bool = False, **params: Any) -> float:
+    """Seconds a ``classify`` of ``raster`` with ``model`` will take (``params``: ClassifyParams fields such
+    as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``). The first call for a setup runs a
+    short calibration (a few seconds); later calls are instant."""
+    fixed, per_tile = calibrate(raster, model, heatmap, **params)
+    plan, _ = _plan(raster, model, params)
+    return fixed + len(plan.tiles) * per_tile
