@@ -95,6 +95,27 @@ def test_train_ddrl_am_then_classify(
         )
     )
     assert res.tiles_classified > 0 and set(res.outputs) == {"grid", "heatmap"}
+    # in-domain pre-training: another method starts from this model's image stream
+    rc, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        str(ucm_tiny),
+        "--image-size",
+        "64",
+        "--init",
+        str(out),
+        "--mode",
+        "linear-probe",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "p.pt"),
+    )
+    assert rc == 0, err
 
 
 def test_train_on_polygons(

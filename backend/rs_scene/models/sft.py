@@ -70,6 +70,11 @@ class DDRLAMNet(nn.Module):
     def cam_layer(self) -> nn.Module:
         return self.fuse
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The image stream: what in-domain pre-training (``--init model.pt``) reuses."""
+        return self.stream
+
     @torch.no_grad()
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) Grad-CAM maps in [0, 1] of the stage-1 network's predicted classes."""
