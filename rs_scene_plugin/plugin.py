@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsApplication, QgsMapLayerType, QgsRasterLayer
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerType,
+    QgsMessageLog,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
@@ -82,7 +88,10 @@ class RSScenePlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
-        self.manager.stop()
+        try:
+            self.manager.stop()
+        except Exception as exc:  # noqa: BLE001 -- unloading must never fail (QGIS shows a modal error)
+            QgsMessageLog.logMessage(f"stopping the RS Scene service: {exc}", "RS Scene", Qgis.Warning)
 
     # -- actions ---------------------------------------------------------------------------------------------
     def _dialog(self, key: str, factory: Any) -> Any:

@@ -16,14 +16,14 @@ from qgis.core import (
     QgsRasterShader,
     QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
-    QgsStyle,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
 GRID_LAYER = "tiles"
 SKIPPED = "skipped"
-HEAT_OPACITY = 0.55
+HEAT_OPACITY = 0.85
+GRID_OPACITY = 0.6  # the heatmap and the raster stay visible through the class colours
 
 
 def load_grid(path: str, name: str, classes: list[dict[str, str]]) -> QgsVectorLayer:
@@ -35,6 +35,7 @@ def load_grid(path: str, name: str, classes: list[dict[str, str]]) -> QgsVectorL
     renderer = layer.renderer()
     if renderer is None or renderer.type() != "categorizedSymbol" or not renderer.categories():
         layer.setRenderer(class_renderer(classes))
+    layer.setOpacity(GRID_OPACITY)
     return layer
 
 
@@ -50,6 +51,11 @@ def class_renderer(classes: list[dict[str, str]]) -> QgsCategorizedSymbolRendere
     return QgsCategorizedSymbolRenderer("class_name", cats)
 
 
+#: Inferno-like stops whose alpha grows with attention: where the model did not look, the raster shows through.
+HEAT_STOPS = [(0.0, (0, 0, 4, 0)), (0.35, (87, 16, 110, 90)), (0.6, (188, 55, 84, 160)),
+              (0.8, (249, 142, 9, 200)), (1.0, (252, 255, 164, 230))]
+
+
 def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(path, name, "gdal")
     if not layer.isValid():
@@ -58,16 +64,17 @@ def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     lo, hi = stats.minimumValue, stats.maximumValue
     if not hi > lo:
         lo, hi = 0.0, 1.0
-    ramp = QgsStyle.defaultStyle().colorRamp("Inferno") or QgsStyle.defaultStyle().colorRamp("Reds")
-    fn = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Interpolated)
-    fn.classifyColorRamp(8, -1)
+    fn = QgsColorRampShader(lo, hi)
+    fn.setColorRampType(QgsColorRampShader.Interpolated)
+    fn.setColorRampItemList([QgsColorRampShader.ColorRampItem(lo + f * (hi - lo), QColor(*rgba), f"{f:.0%}")
+                             for f, rgba in HEAT_STOPS])
     shader = QgsRasterShader(lo, hi)
     shader.setRasterShaderFunction(fn)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
     renderer.setClassificationMin(lo)
     renderer.setClassificationMax(hi)
+    renderer.setOpacity(HEAT_OPACITY)
     layer.setRenderer(renderer)
-    layer.renderer().setOpacity(HEAT_OPACITY)
     return layer
 
 

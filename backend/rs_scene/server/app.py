@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import sys
+import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -124,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
         self._send(status, body)
+        if key == "shutdown":  # only once the reply is out: a client must not see a cut-off answer
+            self.close_connection = True
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch(
@@ -197,8 +201,5 @@ class Handler(BaseHTTPRequestHandler):
         return 200, job.to_dict()
 
     def shutdown(self) -> tuple[int, dict[str, Any]]:
-        import threading
-
         self.server.jobs.stop()
-        threading.Thread(target=self.server.shutdown, daemon=True).start()
         return 200, {"status": "shutting down"}
