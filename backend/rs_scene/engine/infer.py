@@ -3,6 +3,7 @@ in a background thread so it overlaps compute."""
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -20,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
-from ..data.transforms import normalize, resize
+from ..data.transforms import resize
 from ..errors import RSSceneError
 from ..explain.cam import CamRunner
 from ..io.raster import TileReader, open_raster
@@ -120,6 +121,7 @@ class Batch:
     valid: list[np.ndarray]
     fractions: dict[Tile, float]
     skipped: dict[Tile, str]
+    prepared: bool = False  # data is already the network's input (normalised and resized)
 
 
 GPU_MIN_BATCH = 128  # tiles per batch on a GPU: small tiles leave it idle at CPU-sized batches
@@ -135,10 +137,11 @@ def read_size(plan: TilePlan, card: ModelCard, fast: bool = True) -> int:
 
 
 def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, batch_size: int,
-                 stop: threading.Event, workers: int = 1, size: int | None = None,
-                 pin: bool = False) -> Iterator[Batch]:
+                 stop: threading.Event, workers: int = 1, size: int | None = None, pin: bool = False,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Batch]:
     """Batches of tiles in plan order; ``workers`` > 1 decodes batches in parallel threads (GDAL releases
-    the GIL), each with its own dataset handle."""
+    the GIL), each with its own dataset handle. ``transform`` (e.g. :func:`prepare`) runs on each batch in
+    the reading thread, where it overlaps the model's forward pass instead of following it."""
     size = size or card.input_size
     local, readers, lock = threading.local(), [], threading.Lock()
 
@@ -164,6 +167,8 @@ def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, b
             run.append(t)
             valid.append(r.valid)
         data = np.stack(arrays) if arrays else None
+        if transform is not None and data is not None:
+            return Batch(tiles, transform(torch.from_numpy(data)), run, valid, fractions, skipped, True)
         if pin and data is not None:
             data = torch.from_numpy(data).pin_memory()
         return Batch(tiles, data, run, valid, fractions, skipped)
@@ -306,7 +311,15 @@ def _reader_settings(params: ClassifyParams, device: torch.device) -> tuple[int,
 def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """``preprocess`` with the per-band normalisation first: it commutes with bilinear resizing (the weights
     sum to one), and costs a quarter as much on tiles that are then upsampled 2x. Equal within float error."""
-    return resize(normalize(x, card.mean, card.std), card.input_size)
+    mean, std = _band_stats(tuple(card.mean), tuple(card.std), x.device, x.dtype)
+    return resize((x - mean) / std, card.input_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _band_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    m = torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1)
+    return m, torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
 
 
 def _infer(runner: Runner, x: torch.Tensor, cam: CamRunner | None,
@@ -329,16 +342,19 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
     done = 0
     batch_size, workers, pin = _reader_settings(params, device)
     size = read_size(plan, card, params.fast_read)
+    on_cpu = device.type == "cpu"
     batches = prefetch(lambda: read_batches(params.raster, plan, card, params.min_valid, batch_size, stop,
-                                            workers=workers, size=size, pin=pin))
+                                            workers=workers, size=size, pin=pin,
+                                            transform=(lambda x: prepare(x, card)) if on_cpu else None))
     try:
         for batch in batches:
             if cancel.is_set():
                 raise Cancelled("classification cancelled")
             results: dict[Tile, dict[str, Any]] = {}
             if batch.data is not None:
-                x = torch.as_tensor(batch.data).to(device, non_blocking=pin)
-                logits, maps = _infer(runner, prepare(x, card), cam, target)
+                x = batch.data if batch.prepared else prepare(
+                    torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
+                logits, maps = _infer(runner, x, cam, target)
                 probs = scores_of(logits, card).cpu().numpy()
                 tile_maps = _tile_maps(maps, batch.run) if maps is not None else None
                 for j, (t, rec) in enumerate(zip(batch.run, tile_records(card, probs))):
