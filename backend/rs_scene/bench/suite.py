@@ -83,7 +83,7 @@ def run_suite(spec: dict[str, Any], repeats: int = 3, flat_raster: str | None = 
     raw: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     for r in range(repeats):
         for mode in MODES:
-            out = run_child({**spec, "mode": mode})
+            out = run_child({**spec, "mode": mode, "forward_total": work["tiles"]})
             raw[mode].append(out)
             log(f"  repeat {r + 1}/{repeats} {mode:<8} {out['tiles'] / out['seconds']:8.1f} tiles/s  "
                 f"{out['seconds']:7.1f} s  peak RSS {out['peak_rss_mb']:.0f} MB  ({out.get('runtime')})")
