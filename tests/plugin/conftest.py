@@ -46,6 +46,23 @@ stage_plugin(PLUGINS_DIR)
 sys.path.insert(0, str(PLUGINS_DIR))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _free_leftover_layers(qgis_app):
+    """A failed test's report keeps its layers alive; deleted after QGIS has exited they would crash the
+    interpreter (exit 139 hiding the real result), so delete them while QGIS still runs."""
+    yield
+    import gc
+
+    from qgis.core import QgsMapLayer, QgsProject
+    from qgis.PyQt import sip
+
+    QgsProject.instance().removeAllMapLayers()
+    gc.collect()
+    for obj in gc.get_objects():
+        if isinstance(obj, QgsMapLayer) and not sip.isdeleted(obj) and sip.ispyowned(obj):
+            sip.delete(obj)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     shutil.rmtree(_TMP, ignore_errors=True)
 

@@ -5,8 +5,14 @@ import json
 import os
 import traceback
 
-from qgis.core import (QgsApplication, QgsContrastEnhancement, QgsProject, QgsRasterLayer, QgsRasterMinMaxOrigin,
-                       QgsRectangle)
+from qgis.core import (
+    QgsApplication,
+    QgsContrastEnhancement,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+    QgsRectangle,
+)
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
 
@@ -36,7 +42,7 @@ def guarded(fn):
     def wrapper():
         try:
             fn()
-        except Exception:  # an uncaught error would open a modal dialog and hang QGIS
+        except Exception:  # noqa: BLE001 -- an uncaught error would open a modal dialog and hang QGIS
             finish(traceback.format_exc())
     return wrapper
 

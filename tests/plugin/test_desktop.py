@@ -63,7 +63,7 @@ def test_desktop_classify_shows_grid_and_heatmap(tmp_path: Path) -> None:
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo", "--noversioncheck",
            "--profiles-path", str(tmp_path / "qgis"), "--profile", "default", "--code",
            str(HERE / "desktop_script.py")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=400)
     (out / "qgis_output.txt").write_text(proc.stdout + proc.stderr)
     report_file = out / "desktop_report.json"
     assert report_file.exists(), f"QGIS wrote no report (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
