@@ -40,6 +40,7 @@ def run(ctx: Ctx) -> Table:
     base = train_eval(ctx, "ddrl-am", {}, train, test, method=alone)
     ddrl = train_eval(ctx, "ddrl-am", opts, train, test)
     no_center = train_eval(ctx, "ddrl-am", {**opts, "center_weight": 0.0}, train, test)
+    small = train_eval(ctx, "ddrl-am", {**opts, "center_weight": 0.01}, train, test)
     table = Table(
         "DDRL-AM (attention map + center loss) vs its backbone alone",
         f"UC Merced, 21 classes, {len(train)} training / {len(test)} held-out images (every third image of "
@@ -51,6 +52,7 @@ def run(ctx: Ctx) -> Table:
     for label, r in (
         ("backbone alone", base),
         ("DDRL-AM (CE + 0.5 center)", ddrl),
+        ("DDRL-AM, center loss lambda 0.01", small),
         ("DDRL-AM without center loss", no_center),
     ):
         table.rows.append([label, r.metrics["overall_accuracy"], n_params(r.module), round(r.seconds)])
@@ -58,7 +60,8 @@ def run(ctx: Ctx) -> Table:
     table.reading = (
         f"DDRL-AM {'gains' if gain >= 0 else 'loses'} {abs(gain) * 100:.1f} OA points over the "
         f"backbone alone with the same epoch budget; at {size} px the stage-1 feature map is {size // 32} x "
-        f"{size // 32}, so the attention map is coarse."
+        f"{size // 32}, so the attention map is coarse. The center loss on the 1280-d fused features is ~10x "
+        "the CE at the start of stage 2; with lambda 0.5 it wins by shrinking every feature."
     )
     table.seconds = time.perf_counter() - t0
     return table

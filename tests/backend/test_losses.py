@@ -54,6 +54,15 @@ def test_center_update_is_wen_eq4() -> None:
     assert torch.allclose(loss.centers[2], torch.tensor([4.0, 4.0]))
 
 
+def test_center_set_to_means() -> None:
+    loss = CenterLoss(4, 2)
+    loss.set_to_means(FEATS, LABELS)
+    expected = torch.tensor(
+        [[2.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    )  # class 3 unseen: stays put
+    assert torch.equal(loss.centers, expected) and bool(loss.ready)
+
+
 def test_center_loss_gives_features_gradient_not_centers() -> None:
     loss = CenterLoss(3, 2)
     f = FEATS.clone().requires_grad_(True)

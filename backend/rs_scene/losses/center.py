@@ -31,6 +31,7 @@ class CenterLoss(nn.Module):
             raise ValueError(f"center learning rate alpha must be in (0, 1], got {alpha}")
         self.num_classes, self.feat_dim, self.alpha = num_classes, feat_dim, alpha
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))  # set by set_to_means
 
     def _check(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         if features.ndim != 2 or features.shape[1] != self.feat_dim:
@@ -44,6 +45,16 @@ class CenterLoss(nn.Module):
         self._check(features, labels)
         diff = features.float() - self.centers[labels]
         return 0.5 * diff.pow(2).sum(1).mean()
+
+    @torch.no_grad()
+    def set_to_means(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Start each center at its class's mean feature (classes without samples keep theirs)."""
+        self._check(features, labels)
+        counts = torch.bincount(labels, minlength=self.num_classes).to(features)
+        sums = torch.zeros_like(self.centers).index_add_(0, labels, features.float())
+        seen = counts > 0
+        self.centers[seen] = sums[seen] / counts[seen, None]
+        self.ready.fill_(True)
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:

@@ -123,6 +123,8 @@ class DDRLAMMethod(Method):
                 net.stream.load_state_dict(net.attention_net.backbone.state_dict())
                 net.stream_ready.fill_(True)
             self.maps = self.attention_maps(net.attention_net, train_loader)
+            if not bool(model.center.ready):
+                self.init_centers(model, train_loader)
         for part, trainable in (
             (net.attention_net, not two),
             (net.stream, two),
@@ -141,6 +143,22 @@ class DDRLAMMethod(Method):
         maps = gradcam_maps(attention_net, x)
         attention_net.eval()
         return maps
+
+    @torch.no_grad()
+    def init_centers(self, model: nn.Module, data: SceneData) -> None:
+        """Start each class center at its training images' mean fused feature (the paper does not say how the
+        centers start; from zero the center loss first pulls every feature towards the origin)."""
+        net: DDRLAMNet = model.net
+        card, device = self.card, next(net.parameters()).device
+        was_training = net.training
+        net.eval()
+        feats = []
+        for i in range(0, len(data), 64):
+            x = normalize(resize(data.x[i : i + 64].to(device), card.input_size), card.mean, card.std)
+            amap = self.maps[i : i + 64].to(x)
+            feats.append(net.forward_head(net.fused_features(x, amap), pre_logits=True))
+        model.center.set_to_means(torch.cat(feats), data.y.to(device))
+        net.train(was_training)
 
     def prepare_batch(
         self, data: SceneData, idx: torch.Tensor, stage: Stage, trainer: Any
