@@ -46,8 +46,8 @@ def run(ctx: Ctx) -> Table:
         f"EfficientNet-Lite0 from ImageNet fine-tuned {ctx.epochs(15)} epochs. Student: MobileNetV3-Small "
         f"from scratch, {ctx.epochs(40)} epochs, SGD lr 0.05 (lowered from the paper's 0.1 for 200 epochs; "
         "0.1 not tried here), x0.1 at 30/60/80 %; 'alone' is the same recipe with alpha = beta = 0 (CE "
-        "only); PSKD alpha 0.1, beta 1, gamma 1, T 4, Beta(1, 1). Tiles/s: CPU, one thread, batches of 32 tiles of "
-        "64 px (the paper: ResNet-34 teacher / ResNet-18 student).",
+        "only); PSKD alpha 0.1, beta 1, gamma 1, T 4, Beta(1, 1). Tiles/s: CPU, one thread, batches of 32 "
+        "tiles of 64 px (the paper: ResNet-34 teacher / ResNet-18 student).",
         ["model", "OA", "parameters", "CPU tiles/s", "train s"],
     )
     for label, r in (

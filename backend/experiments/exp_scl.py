@@ -73,8 +73,8 @@ def run(ctx: Ctx) -> Table:
         f"from ImageNet. CE: fine-tuned {e1 + e2} epochs (Adam, warm-up, x0.2 steps). SCL: {e1} epochs "
         f"SupCon (tau 0.1, two views, SGD lr 0.05 cosine: lowered from the paper's 0.5, set for batch 128 "
         f"from scratch, as we fine-tune at batch 32; 0.5 not tried here) + {e2} epochs linear classifier on "
-        "the frozen encoder (SGD lr 0.05 cosine); SCL-CB and SCL-CSCE share stage 1. Accuracies are means of per-class accuracy "
-        "within each group.",
+        "the frozen encoder (SGD lr 0.05 cosine); SCL-CB and SCL-CSCE share stage 1. Accuracies are means "
+        "of per-class accuracy within each group.",
         ["method", "majority acc", "minority acc", "overall OA", "train s"],
     )
     for label, r in (("CE (plain fine-tuning)", ce), ("SCL-CB", cb), ("SCL-CSCE", csce)):
