@@ -75,7 +75,7 @@ def load_training_data(args: argparse.Namespace) -> Any:
             stride=args.stride,
             min_overlap=args.min_overlap,
             block=args.block,
-            val_fraction=args.val_fraction or 0.2,
+            val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
             seed=args.seed,
         )
         return load_polygons(args.raster, args.labels, args.class_field, sampling, bands, args.value_scale)
@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         name=args.name,
         options=options,
         input_size=args.input_size,
-        val_fraction=0.0 if args.raster else args.val_fraction,
+        val_fraction=0.0 if args.raster else (0.1 if args.val_fraction is None else args.val_fraction),
         settings=TrainSettings(
             device=args.device, seed=args.seed, patience=args.patience, resume=args.resume
         ),
@@ -228,9 +228,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument(
         "--val-fraction",
         type=float,
-        default=0.0,
-        help="share of the training part kept for "
-        "validation (polygons: share of spatial blocks, default 0.2)",
+        help="share of the training part kept for per-epoch validation and early stopping (default 0.1; "
+        "polygons: share of tiles in spatially blocked validation blocks, default 0.2)",
     )
     p.add_argument("--patience", type=int, default=0, help="early stopping: epochs without validation gain")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")

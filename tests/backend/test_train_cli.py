@@ -78,6 +78,7 @@ def test_train_ddrl_am_then_classify(
     summary = json.loads(stdout)
     assert summary["method"] == "ddrl-am" and "overall_accuracy" in summary["heldout"]
     assert "[attention] epoch 1/1" in err and "[two-stream] epoch 1/1" in err
+    assert err.count("  val ") == 2  # a default 10 % validation part, measured every epoch
     assert not Path(str(out) + ".ckpt").exists()
     card = read_card(out)
     assert card.method_config["stage1_epochs"] == 1 and card.input_size == 64
