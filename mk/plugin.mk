@@ -4,6 +4,8 @@ QGIS_VENV := .venv-qgis
 PLUGIN_ZIP := rs_scene_plugin.zip
 PLUGIN_STAGE := build/plugin-zip
 RS_SCENE_BACKEND_PYTHON ?= $(CURDIR)/.venv/bin/python
+# the root Makefile's target that builds the backend venv the plugin tests start the service from
+PLUGIN_BACKEND_SETUP ?= setup
 
 .PHONY: setup-qgis test-plugin test-desktop package
 
@@ -18,7 +20,7 @@ setup-qgis:
 	  || $(QGIS_VENV)/bin/pip install -q pytest pytest-qgis pytest-qt
 	@$(QGIS_VENV)/bin/python -c "import qgis.core; print('QGIS', qgis.core.Qgis.QGIS_VERSION)"
 
-test-plugin: setup-qgis
+test-plugin: setup-qgis $(PLUGIN_BACKEND_SETUP)
 	RS_SCENE_BACKEND_PYTHON=$(RS_SCENE_BACKEND_PYTHON) $(QGIS_VENV)/bin/python -m pytest tests/plugin -q
 
 # QGIS reads metadata.txt and icons from inside the plugin folder, so stage them there.

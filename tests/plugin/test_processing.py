@@ -100,3 +100,33 @@ def test_train_refuses_bad_options(provider, s2_layer, tmp_path: Path) -> None:
         run("train", {"INPUT": s2_layer, "LABELS": labels, "CLASS_FIELD": "landcover", "BANDS": S2_BANDS,
                       "OPTIONS": '{"colour": "red"}', "NAME": "x", "OUTPUT_MODEL": str(tmp_path / "x.pt")})
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_non_file_layer_is_sent_by_value_and_agrees_with_the_file(provider, s2_layer, tmp_path: Path) -> None:
+    """A layer the service cannot open (here GDAL's in-memory /vsimem/) is read through its provider."""
+    from osgeo import gdal
+
+    from rs_scene_plugin.core.pixels import is_local_file
+
+    ext = small_extent(s2_layer)
+    src = gdal.Open(str(s2_layer.source()))
+    mem = gdal.Translate("/vsimem/rs_scene_window.tif", src, srcWin=[320, 96, 192, 128])
+    mem = src = None  # noqa: F841 (closing flushes the in-memory file)
+    try:
+        layer = QgsRasterLayer("/vsimem/rs_scene_window.tif", "in memory", "gdal")
+        assert layer.isValid() and not is_local_file(layer)
+        by_value = run("classify", {"INPUT": layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS,
+                                    "INPUT_SCALE": 1000, "HEATMAP": False,
+                                    "OUTPUT_GRID": str(tmp_path / "value.gpkg")})
+    finally:
+        gdal.Unlink("/vsimem/rs_scene_window.tif")
+    by_file = run("classify", {
+        "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000, "HEATMAP": False,
+        "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]",
+        "OUTPUT_GRID": str(tmp_path / "file.gpkg")})
+    assert by_value["TILES_TOTAL"] == by_value["TILES_CLASSIFIED"] == 6
+    assert by_value["CLASS_COUNTS"] == by_file["CLASS_COUNTS"]
+    grid = QgsVectorLayer(by_value["OUTPUT_GRID"], "grid", "ogr")
+    assert grid.crs() == s2_layer.crs()
+    got = grid.extent()
+    assert [got.xMinimum(), got.yMaximum()] == pytest.approx([ext.xMinimum(), ext.yMaximum()], abs=1e-3)
