@@ -2,4 +2,4 @@
 
 from .registry import create_backbone, list_backbones, register_backbone  # noqa: F401
 from .classifier import SceneClassifier  # noqa: F401
-from . import efficientnet_lite, resnet  # noqa: F401  (registers the backbones)
+from . import bwms, efficientnet_lite, mobilenet, resnet  # noqa: F401  (registers the backbones)
