@@ -15,7 +15,7 @@ from ..data.datasets import SceneData, heldout_indices, open_dataset
 from ..errors import RSSceneError
 from ..methods import create_method
 from .evaluate import evaluate
-from .trainer import Progress, Trainer, TrainSettings, checkpoint_path, dataset_stats
+from .trainer import Cancelled, Progress, Trainer, TrainSettings, checkpoint_path, dataset_stats
 
 
 @dataclass
@@ -107,7 +107,11 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
     trainer = Trainer(method, card, params.settings, progress, cancel)
     t0 = time.perf_counter()
     ckpt = params.settings.checkpoint or checkpoint_path(out)
-    model = trainer.fit(train, data.subset(val_idx) if val_idx else None, checkpoint=ckpt)
+    try:
+        model = trainer.fit(train, data.subset(val_idx) if val_idx else None, checkpoint=ckpt)
+    except Cancelled:
+        Path(ckpt).unlink(missing_ok=True)  # a deliberate cancel leaves nothing behind (a crash keeps it)
+        raise
     module = method.export_module(model)
     metrics: dict[str, Any] = {}
     report_idx = test_idx or (val_idx if "val" in data.split else [])
