@@ -178,19 +178,25 @@ def read_bigearthnet_patch(folder: Path, bands: list[str], size: int | None) -> 
     return np.stack(out)
 
 
+def bigearthnet_target(folder: Path) -> np.ndarray:
+    """A patch's multi-hot vector over :data:`BIGEARTHNET_43`, from its labels JSON."""
+    meta = folder / f"{folder.name}_labels_metadata.json"
+    if not meta.exists():
+        raise RSSceneError(f"BigEarthNet patch {folder}: {meta.name} is missing")
+    labels = json.loads(meta.read_text())["labels"]
+    unknown = [lab for lab in labels if lab not in BIGEARTHNET_43]
+    if unknown:
+        raise RSSceneError(f"{meta}: unknown label(s) {unknown}")
+    target = np.zeros(len(BIGEARTHNET_43), dtype=np.float32)
+    target[[BIGEARTHNET_43.index(lab) for lab in labels]] = 1
+    return target
+
+
 def load_bigearthnet(root: Path, bands: list[str], size: int = 120) -> SceneData:
     bands = [canonical_band(b) for b in bands]
     xs, ys, files = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        meta = folder / f"{folder.name}_labels_metadata.json"
-        if not meta.exists():
-            raise RSSceneError(f"BigEarthNet patch {folder}: {meta.name} is missing")
-        labels = json.loads(meta.read_text())["labels"]
-        unknown = [lab for lab in labels if lab not in BIGEARTHNET_43]
-        if unknown:
-            raise RSSceneError(f"{meta}: unknown label(s) {unknown}")
-        target = np.zeros(len(BIGEARTHNET_43), dtype=np.float32)
-        target[[BIGEARTHNET_43.index(lab) for lab in labels]] = 1
+        target = bigearthnet_target(folder)
         xs.append(read_bigearthnet_patch(folder, bands, size))
         ys.append(target)
         files.append(folder.name)

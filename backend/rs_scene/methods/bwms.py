@@ -14,7 +14,6 @@ those bands at their native resolution.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..bands import S2_TEN, canonical_band
 from ..card import ModelCard
-from ..data.datasets import BIGEARTHNET_43, SceneData
+from ..data.datasets import BIGEARTHNET_43, SceneData, bigearthnet_target
 from ..data.transforms import normalize, random_flip_rot90, resize
 from ..errors import RSSceneError
 from ..models import create_backbone
@@ -133,13 +132,6 @@ def load_bigearthnet_native(root: str | Path, bands: list[str] | None = None) ->
     bands = [canonical_band(b) for b in (bands or S2_TEN)]
     xs, ys, files = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        meta = folder / f"{folder.name}_labels_metadata.json"
-        if not meta.exists():
-            raise RSSceneError(f"BigEarthNet patch {folder}: {meta.name} is missing")
-        labels = json.loads(meta.read_text())["labels"]
-        unknown = [lab for lab in labels if lab not in BIGEARTHNET_43]
-        if unknown:
-            raise RSSceneError(f"{meta}: unknown label(s) {unknown}")
         planes = []
         for b in bands:
             path = folder / f"{folder.name}_{b}.tif"
@@ -151,8 +143,7 @@ def load_bigearthnet_native(root: str | Path, bands: list[str] | None = None) ->
         planes = [
             np.kron(p, np.ones((size // p.shape[0], size // p.shape[1]), dtype=np.float32)) for p in planes
         ]
-        target = np.zeros(len(BIGEARTHNET_43), dtype=np.float32)
-        target[[BIGEARTHNET_43.index(lab) for lab in labels]] = 1
+        target = bigearthnet_target(folder)
         xs.append(np.stack(planes))
         ys.append(target)
         files.append(folder.name)
