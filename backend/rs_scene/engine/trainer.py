@@ -22,7 +22,7 @@ from ..card import ModelCard
 from ..data.datasets import SceneData
 from ..data.transforms import normalize, train_augment
 from ..methods.base import Method
-from .evaluate import evaluate
+from .evaluate import evaluate, preprocess
 from .metrics import headline
 
 Progress = Callable[[dict[str, Any]], None]
@@ -86,10 +86,9 @@ class Trainer:
     # -- batches -------------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        if train:
-            x = train_augment(x, self.card.input_size, generator=self.generator)
-        else:
-            x = nn.functional.interpolate(x, size=(self.card.input_size,) * 2, mode="bilinear")
+        if not train:
+            return preprocess(x, self.card)  # exactly what evaluate and classify feed the model
+        x = train_augment(x, self.card.input_size, generator=self.generator)
         return normalize(x, self.card.mean, self.card.std)
 
     def batch_inputs(self, data: SceneData, idx: torch.Tensor, stage: Any) -> tuple[Any, torch.Tensor]:
