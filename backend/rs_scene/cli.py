@@ -110,7 +110,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
         device=args.device, cam=args.cam, cam_class=args.cam_class, extent=_extent(args.extent), mask=args.mask,
         min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd), edge=args.edge,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size, runtime=args.runtime, threads=args.threads, streams=args.streams)
     bar, update = _progress_bar("classify")
     try:
         res = classify_raster(params, progress=update)
@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam-class", help="heatmap for this class instead of each tile's prediction")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="model runtime: auto = ONNX Runtime on CPU when installed, else PyTorch")
+    p.add_argument("--threads", type=int, help="ONNX Runtime compute threads (default: all cores)")
+    p.add_argument("--streams", type=int, help="ONNX Runtime batches run at once (default: one per thread)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_classify)
 

@@ -110,3 +110,5 @@ def test_bad_options(tmp_path: Path) -> None:
     _assert_failed_clean(proc, out, "does not overlap")
     proc, out = _classify(tmp_path, S2_SCENE, "--bands", S2_BANDS_OPT, "--cam", "magic")
     _assert_failed_clean(proc, out, "unknown CAM method")
+    proc, out = _classify(tmp_path, S2_SCENE, "--bands", S2_BANDS_OPT, "--streams", "0")
+    _assert_failed_clean(proc, out, "--streams must be at least 1, not 0")

@@ -198,7 +198,7 @@ def test_streamed_heatmap_equals_in_memory_mosaic(tmp_path: Path) -> None:
 
 def test_parallel_decode_workers_keep_order(tmp_path: Path) -> None:
     """The GPU path's parallel decoding yields the batches of the single-threaded reader, in order."""
-    from rs_scene.engine.infer import read_batches, read_size
+    from rs_scene.engine.reading import read_batches, read_size
     from rs_scene.engine.plan import make_plan
     from rs_scene.io.raster import open_raster
 
@@ -213,3 +213,59 @@ def test_parallel_decode_workers_keep_order(tmp_path: Path) -> None:
     for a, b in zip(one, many):
         assert (a.data is None) == (b.data is None)
         assert a.data is None or np.array_equal(a.data, b.data)
+
+
+def test_ordered_map_keeps_input_order_and_raises_worker_errors() -> None:
+    """Inference streams finish out of order (here the earlier items sleep longer); results come in order."""
+    import time
+
+    from rs_scene.engine.pipeline import ordered_map
+
+    def slow(i: int) -> int:
+        time.sleep(0.02 * (i % 3 == 0))
+        return i * i
+
+    assert list(ordered_map(slow, range(20), streams=3)) == [i * i for i in range(20)]
+    started: list[int] = []
+
+    def fail_at_4(i: int) -> int:
+        started.append(i)
+        if i == 4:
+            raise ValueError("tile 4 is bad")
+        return i
+
+    with pytest.raises(ValueError, match="tile 4 is bad"):
+        list(ordered_map(fail_at_4, range(100), streams=2))
+    assert max(started) < 10  # queued work stops at the error, not after all 100 items
+
+
+def test_classify_with_two_streams_equals_one_stream(tmp_path: Path, monkeypatch) -> None:
+    """Two ONNX Runtime streams (batches run concurrently, post-processing overlapped) write the grid,
+    heatmap and class raster of one stream, value for value."""
+    pytest.importorskip("onnxruntime")
+    import sqlite3
+
+    from rs_scene.engine.infer import ClassifyParams, classify_raster
+
+    monkeypatch.setenv("RS_SCENE_CACHE", str(tmp_path / "cache"))
+    outs = {}
+    for streams in (1, 2):
+        d = tmp_path / f"s{streams}"
+        d.mkdir()
+        res = classify_raster(ClassifyParams(
+            raster=str(S2_SCENE), model="sentinel2-eurosat", bands=",".join(BANDS), input_scale=1000,
+            out_gpkg=str(d / "g.gpkg"), heatmap=str(d / "h.tif"), class_raster=str(d / "c.tif"),
+            runtime="onnx", threads=2, streams=streams, batch_size=8))
+        assert res.runtime == "onnx" and res.tiles_classified > 200
+        with sqlite3.connect(d / "g.gpkg") as db:
+            table = db.execute("SELECT table_name FROM gpkg_contents").fetchone()[0]
+            rows = db.execute(f'SELECT "row", "col", class_name, confidence FROM "{table}" '
+                              'ORDER BY "row", "col"').fetchall()
+        with rasterio.open(d / "h.tif") as h, rasterio.open(d / "c.tif") as c:
+            outs[streams] = (rows, h.read(1), c.read(1))
+    (rows1, heat1, cls1), (rows2, heat2, cls2) = outs[1], outs[2]
+    assert [r[:3] for r in rows1] == [r[:3] for r in rows2]
+    conf = [[-1.0 if r[3] is None else r[3] for r in rows] for rows in (rows1, rows2)]  # None: skipped tile
+    np.testing.assert_allclose(conf[0], conf[1], atol=1e-6)
+    assert np.array_equal(cls1, cls2)
+    np.testing.assert_allclose(heat1, heat2, atol=1e-6)

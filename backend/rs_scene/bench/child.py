@@ -24,16 +24,10 @@ import numpy as np
 import torch
 
 from ..engine.evaluate import preprocess
-from ..engine.infer import (
-    ClassifyParams,
-    _reader_settings,
-    classify_raster,
-    load_model,
-    read_batches,
-    read_size,
-    scores_of,
-)
+from ..engine.infer import ClassifyParams, classify_raster, load_model, scores_of
+from ..engine.pipeline import ordered_map
 from ..engine.plan import make_plan
+from ..engine.reading import read_batches, read_size, reader_settings
 from ..engine.runtime import OnnxRunner, Runner, TorchRunner, make_runner, small_ops_single_threaded
 from ..engine.trainer import pick_device
 from ..io.raster import open_raster
@@ -61,7 +55,7 @@ def load_tensors(spec: dict[str, Any]) -> tuple[Any, torch.nn.Module, Any, list[
     n = int(spec.get("forward_tiles", 512))
     mid = max(len(plan.tiles) // 2 - n, 0)
     plan.tiles = plan.tiles[mid : mid + 2 * n]
-    batch_size, _, _ = _reader_settings(p, device)
+    batch_size, _, _ = reader_settings(p.batch_size, p.workers, device)
     batches, have = [], 0
     for b in read_batches(p.raster, plan, card, p.min_valid, batch_size, threading.Event(),
                           size=read_size(plan, card, p.fast_read)):
@@ -74,13 +68,13 @@ def load_tensors(spec: dict[str, Any]) -> tuple[Any, torch.nn.Module, Any, list[
 
 def time_forward(runner: Runner, card: Any, batches: list[torch.Tensor], passes: int = 1) -> float:
     """Seconds for the forward pass and scores of every batch, ``passes`` times, threaded as classify
-    threads them."""
+    threads them (the runner's inference streams, scores in the calling thread)."""
     with small_ops_single_threaded(runner):
-        runner.logits(batches[0])  # warm-up: first-call allocations and kernel selection
+        for x in batches[: runner.streams]:  # warm-up: first-call allocations and kernel selection
+            runner.logits(x)
         t0 = time.perf_counter()
-        for _ in range(passes):
-            for x in batches:
-                scores_of(runner.logits(x), card).cpu()
+        for logits in ordered_map(runner.logits, (x for _ in range(passes) for x in batches), runner.streams):
+            scores_of(logits, card).cpu()
         return time.perf_counter() - t0
 
 

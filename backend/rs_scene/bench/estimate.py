@@ -2,7 +2,8 @@
 
 ``estimate_seconds`` classifies a block of about ``calibration_tiles`` tiles at the raster's centre with the
 same model, options and outputs as the real run (so reading, writing and Grad-CAM are all counted), splits its
-time into a fixed part (model load, first batch) and a per-tile part, and caches that split per model file,
+time into a fixed part (model load, the pipeline filling up) and a per-tile part (measured over the run's
+last two thirds, once every inference stream is busy), and caches that split per model file,
 device, runtime and output kind, so later estimates for the same setup cost nothing.
 """
 
@@ -41,7 +42,8 @@ def _centre_extent(plan: Any, transform: Any, tiles: int) -> tuple[float, float,
 
 def _run(raster: str, model: str, heatmap: bool, extent: Any, params: dict[str, Any],
          tmp: str) -> tuple[float, float, int, int]:
-    """Seconds to the first progress report, total seconds, tiles in the first batch and in all."""
+    """Seconds to the first progress report with a third of the tiles done, total seconds, tiles done at that
+    report and in all."""
     from ..engine.infer import ClassifyParams, classify_raster
 
     marks: list[tuple[float, int]] = []
@@ -52,11 +54,12 @@ def _run(raster: str, model: str, heatmap: bool, extent: Any, params: dict[str, 
     res = classify_raster(ClassifyParams(**kw),
                           progress=lambda done, total, stage: marks.append((time.perf_counter(), done)))
     end = time.perf_counter()
-    first_t, first_n = marks[0] if marks else (end, res.tiles_total)
+    steady = [m for m in marks if m[1] >= res.tiles_total / 3 and m[1] < res.tiles_total]
+    first_t, first_n = steady[0] if steady else (end, res.tiles_total)
     return first_t - t0, end - t0, first_n, res.tiles_total
 
 
-def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 64,
+def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 144,
               **params: Any) -> tuple[float, float]:
     """``(fixed_seconds, seconds_per_tile)`` for this setup, measured on the raster's centre."""
     from ..zoo import resolve_model

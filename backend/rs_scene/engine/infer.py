@@ -1,16 +1,16 @@
-"""Classify a raster tile by tile: read -> tile -> scale -> infer (+ Grad-CAM) -> write, with reading running
-in a background thread so it overlaps compute."""
+"""Classify a raster tile by tile: read -> tile -> scale -> infer (+ Grad-CAM) -> write, as three overlapping
+stages: reading (and preprocessing, on CPU) in a background thread, the model in the runner's inference
+streams, and post-processing and writing (scores, Grad-CAM maps from the returned features, GeoPackage rows,
+heatmap mosaic) in the calling thread while the next batches compute."""
 
 from __future__ import annotations
 
 import functools
-import os
-import queue
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,14 @@ from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
 from ..data.transforms import resize
 from ..errors import RSSceneError
 from ..explain.cam import CamRunner
-from ..io.raster import TileReader, open_raster
+from ..io.raster import open_raster
 from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
 from ..methods import build_inference_model
 from ..zoo import resolve_model
-from .plan import TilePlan, make_plan, mask_function, tile_polygon
+from .pipeline import ordered_map, prefetch
+from .plan import TilePlan, make_plan, tile_polygon
+from .reading import Batch, gdal_cache_bytes, read_batches, read_size, reader_settings
 from .runtime import Runner, make_runner, small_ops_single_threaded
 from .trainer import Cancelled, pick_device
 
@@ -60,6 +62,7 @@ class ClassifyParams:
     workers: int = 1
     runtime: str = "auto"  # auto (ONNX Runtime on CPU when installed, else PyTorch), torch or onnx
     threads: int | None = None  # ONNX Runtime compute threads (default: torch.get_num_threads())
+    streams: int | None = None  # ONNX Runtime batches in flight, threads // streams each (default: = threads)
     fast_read: bool = True  # False: GDAL resamples every tile on read (slower; rounds to the source dtype)
 
 
@@ -113,116 +116,6 @@ def tile_records(card: ModelCard, probs: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class Batch:
-    tiles: list[Tile]
-    data: np.ndarray | torch.Tensor | None  # (n, C, S, S) of the tiles to run (a pinned tensor on GPU)
-    run: list[Tile]
-    valid: list[np.ndarray]
-    fractions: dict[Tile, float]
-    skipped: dict[Tile, str]
-    prepared: bool = False  # data is already the network's input (normalised and resized)
-
-
-GPU_MIN_BATCH = 128  # tiles per batch on a GPU: small tiles leave it idle at CPU-sized batches
-GPU_READ_WORKERS = 4
-
-
-def read_size(plan: TilePlan, card: ModelCard, fast: bool = True) -> int:
-    """Edge of the tiles the reader returns. When the model's input is a whole multiple of the tile's raster
-    pixels, tiles are read at their native size (one GDAL call per run of tiles, ~10x cheaper than GDAL's
-    resampling) and ``prepare`` upsamples the batch bilinearly in torch, exactly as training resized its
-    patches; otherwise GDAL resamples each tile on read."""
-    return plan.tile_src if fast and card.input_size % plan.tile_src == 0 else card.input_size
-
-
-def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, batch_size: int,
-                 stop: threading.Event, workers: int = 1, size: int | None = None, pin: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Batch]:
-    """Batches of tiles in plan order; ``workers`` > 1 decodes batches in parallel threads (GDAL releases
-    the GIL), each with its own dataset handle. ``transform`` (e.g. :func:`prepare`) runs on each batch in
-    the reading thread, where it overlaps the model's forward pass instead of following it."""
-    size = size or card.input_size
-    local, readers, lock = threading.local(), [], threading.Lock()
-
-    def reader() -> TileReader:
-        if not hasattr(local, "reader"):
-            local.reader = TileReader(path, plan.bands, size, plan.divisor, card.mean)
-            with lock:
-                readers.append(local.reader)
-        return local.reader
-
-    mask_fn = mask_function(plan, reader().ds)
-
-    def load(i: int) -> Batch:
-        tiles = plan.tiles[i : i + batch_size]
-        reads = reader().read_run(tiles, mask_fn)
-        arrays, run, valid, fractions, skipped = [], [], [], {}, {}
-        for t, r in zip(tiles, reads, strict=True):
-            fractions[t] = r.valid_fraction
-            if r.valid_fraction < min_valid or r.valid_fraction == 0:
-                skipped[t] = "skipped_nodata" if mask_fn is None else "skipped_nodata_or_mask"
-                continue
-            arrays.append(r.data)
-            run.append(t)
-            valid.append(r.valid)
-        data = np.stack(arrays) if arrays else None
-        if transform is not None and data is not None:
-            return Batch(tiles, transform(torch.from_numpy(data)), run, valid, fractions, skipped, True)
-        if pin and data is not None:
-            data = torch.from_numpy(data).pin_memory()
-        return Batch(tiles, data, run, valid, fractions, skipped)
-
-    starts = range(0, len(plan.tiles), batch_size)
-    try:
-        if workers <= 1:
-            for i in starts:
-                if stop.is_set():
-                    return
-                yield load(i)
-            return
-        with ThreadPoolExecutor(workers, thread_name_prefix="rs-scene-read") as pool:
-            pending: deque[Any] = deque()
-            for i in starts:
-                if stop.is_set():
-                    break
-                pending.append(pool.submit(load, i))
-                if len(pending) > 2 * workers:
-                    yield pending.popleft().result()
-            while pending and not stop.is_set():
-                yield pending.popleft().result()
-            for f in pending:
-                f.cancel()
-    finally:
-        for r in readers:
-            r.close()
-
-
-def prefetch(gen_fn: Callable[[], Iterator[Batch]], depth: int = 3) -> Iterator[Batch]:
-    """Run a generator in a background thread, ``depth`` items ahead; re-raise its errors here."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work() -> None:
-        try:
-            for item in gen_fn():
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-        q.put(done)
-
-    th = threading.Thread(target=work, daemon=True)
-    th.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    th.join()
-
-
 def _cam_target(card: ModelCard, name: str | None) -> int | None:
     if name is None:
         return None
@@ -239,16 +132,10 @@ def _check_params(p: ClassifyParams) -> None:
         raise RSSceneError(f"--min-valid must be between 0 and 1, not {p.min_valid}")
     if p.batch_size < 1:
         raise RSSceneError("--batch-size must be at least 1")
-
-
-def gdal_cache_bytes(ds: Any) -> int:
-    """A GDAL block cache that holds two block rows of the raster plus a heatmap block row, so each block is
-    decoded once, and no more: GDAL's default (5 % of RAM) lets the cache, and so the peak memory, grow with
-    the raster's size."""
-    bh = ds.block_shapes[0][0] if ds.block_shapes else 256
-    item = max(np.dtype(t).itemsize for t in ds.dtypes)
-    need = 2 * ds.width * max(bh, 256) * ds.count * item + ds.width * 256 * 4
-    return int(min(max(need, 64 << 20), 1 << 30))
+    for name in ("threads", "streams"):
+        value = getattr(p, name)
+        if value is not None and value < 1:
+            raise RSSceneError(f"--{name} must be at least 1, not {value}")
 
 
 def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
@@ -278,7 +165,7 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                                                        (plan.stride_src,) * 2, (plan.tile_src,) * 2, card.classes)
             # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
             runtime = params.runtime if cam is None or cam.fast else "torch"
-            runner = make_runner(runtime, model, card, model_path, device, params.threads)
+            runner = make_runner(runtime, model, card, model_path, device, params.threads, params.streams)
             with small_ops_single_threaded(runner):
                 result = _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
             result.runtime = runner.name
@@ -299,15 +186,6 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
     return result
 
 
-def _reader_settings(params: ClassifyParams, device: torch.device) -> tuple[int, int, bool]:
-    """Batch size, decode workers and pinned memory: on a GPU, large batches decoded by parallel workers
-    into pinned host memory (so the copy overlaps compute); on the CPU the cores are the model's."""
-    if device.type != "cuda":
-        return params.batch_size, params.workers, False
-    workers = params.workers if params.workers > 1 else min(GPU_READ_WORKERS, os.cpu_count() or 1)
-    return max(params.batch_size, GPU_MIN_BATCH), workers, True
-
-
 def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """``preprocess`` with the per-band normalisation first: it commutes with bilinear resizing (the weights
     sum to one), and costs a quarter as much on tiles that are then upsampled 2x. Equal within float error."""
@@ -322,15 +200,30 @@ def _band_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.d
     return m, torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
 
 
-def _infer(runner: Runner, x: torch.Tensor, cam: CamRunner | None,
-           target: int | None) -> tuple[torch.Tensor, np.ndarray | None]:
+@dataclass
+class Inferred:
+    batch: Batch
+    logits: torch.Tensor | None = None
+    feats: torch.Tensor | None = None  # last feature map, for closed-form Grad-CAM in the writing thread
+    maps: np.ndarray | None = None  # maps from pytorch-grad-cam
+    size: tuple[int, int] = (0, 0)  # the network input's height and width
+
+
+def _infer(runner: Runner, batch: Batch, card: ModelCard, device: torch.device, pin: bool,
+           cam: CamRunner | None, target: int | None) -> Inferred:
+    """The model's part of a batch, run in an inference stream."""
+    if batch.data is None:
+        return Inferred(batch)
+    x = batch.data if batch.prepared else prepare(torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
+    out = Inferred(batch, size=(x.shape[-2], x.shape[-1]))
     if cam is None:
-        return runner.logits(x), None
-    if cam.fast:
-        feats, logits = runner.features_and_logits(x)
-        return logits, cam.maps_from_features(feats, logits, target, (x.shape[-2], x.shape[-1]))
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
-        return cam.run(x, target)
+        out.logits = runner.logits(x)
+    elif cam.fast:
+        out.feats, out.logits = runner.features_and_logits(x)
+    else:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            out.logits, out.maps = cam.run(x, target)
+    return out
 
 
 def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan, ds: Any,
@@ -340,35 +233,27 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
     counts: Counter[str] = Counter()
     stop = threading.Event()
     done = 0
-    batch_size, workers, pin = _reader_settings(params, device)
+    batch_size, workers, pin = reader_settings(params.batch_size, params.workers, device)
     size = read_size(plan, card, params.fast_read)
     on_cpu = device.type == "cpu"
     batches = prefetch(lambda: read_batches(params.raster, plan, card, params.min_valid, batch_size, stop,
                                             workers=workers, size=size, pin=pin,
                                             transform=(lambda x: prepare(x, card)) if on_cpu else None))
+    inferred = ordered_map(lambda b: _infer(runner, b, card, device, pin, cam, target), batches, runner.streams)
     try:
-        for batch in batches:
-            if cancel.is_set():
-                raise Cancelled("classification cancelled")
-            results: dict[Tile, dict[str, Any]] = {}
-            if batch.data is not None:
-                x = batch.data if batch.prepared else prepare(
-                    torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
-                logits, maps = _infer(runner, x, cam, target)
-                probs = scores_of(logits, card).cpu().numpy()
-                tile_maps = _tile_maps(maps, batch.run) if maps is not None else None
-                for j, (t, rec) in enumerate(zip(batch.run, tile_records(card, probs))):
-                    results[t] = rec
+        with closing(inferred):
+            for item in inferred:
+                if cancel.is_set():
+                    raise Cancelled("classification cancelled")
+                batch = item.batch
+                results = _write_batch(item, card, cam, target, writers)
+                for rec in results.values():
                     counts[rec["class_name"]] += 1
-                    if "classes" in writers:
-                        writers["classes"].add(t.x, t.y, probs[j])
-                    if tile_maps is not None:
-                        _add_heat(writers["heatmap"], t, tile_maps[j], batch.valid[j])
-            _write_grid(writers.get("grid"), batch, results, card, ds)
-            done += len(batch.tiles)
-            res.tiles_classified += len(batch.run)
-            res.tiles_skipped += len(batch.skipped)
-            progress(done, res.tiles_total, "classify")
+                _write_grid(writers.get("grid"), batch, results, card, ds)
+                done += len(batch.tiles)
+                res.tiles_classified += len(batch.run)
+                res.tiles_skipped += len(batch.skipped)
+                progress(done, res.tiles_total, "classify")
     finally:
         stop.set()
         for _ in batches:  # drain so the reader thread ends
@@ -379,6 +264,27 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
             f"or under --min-valid {params.min_valid}")
     res.class_counts = dict(counts.most_common())
     return res
+
+
+def _write_batch(item: Inferred, card: ModelCard, cam: CamRunner | None, target: int | None,
+                 writers: dict[str, Any]) -> dict[Tile, dict[str, Any]]:
+    """Scores, per-tile records, class-raster and heatmap contributions of one inferred batch."""
+    if item.logits is None:
+        return {}
+    batch = item.batch
+    probs = scores_of(item.logits, card).cpu().numpy()
+    maps = item.maps
+    if item.feats is not None and cam is not None:
+        maps = cam.maps_from_features(item.feats, item.logits, target, item.size)
+    tile_maps = _tile_maps(maps, batch.run) if maps is not None else None
+    results = {}
+    for j, (t, rec) in enumerate(zip(batch.run, tile_records(card, probs), strict=True)):
+        results[t] = rec
+        if "classes" in writers:
+            writers["classes"].add(t.x, t.y, probs[j])
+        if tile_maps is not None:
+            _add_heat(writers["heatmap"], t, tile_maps[j], batch.valid[j])
+    return results
 
 
 def _tile_maps(maps: np.ndarray, tiles: list[Tile]) -> list[np.ndarray]:

@@ -28,6 +28,7 @@ RUNTIMES = ("auto", "torch", "onnx")
 
 class Runner(Protocol):
     name: str
+    streams: int  # batches the runner may be given at once, from as many threads
 
     def logits(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -39,6 +40,7 @@ class TorchRunner:
     depthwise and 1x1 convolutions) and bf16 autocast on CUDA."""
 
     name = "torch"
+    streams = 1
 
     def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True) -> None:
         self.model, self.device = model, device
@@ -100,19 +102,25 @@ def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
 
 
 class OnnxRunner:
-    """ONNX Runtime on CPU. Threads do not spin while idle, so the reader thread keeps its core."""
+    """ONNX Runtime on CPU. ``streams`` batches run at once (``InferenceSession.run`` is thread-safe and
+    releases the GIL), each on ``threads // streams`` threads. One single-threaded stream per core is the
+    default: a stream has no barrier between its threads, so when the reader or the writer takes a core for a
+    while only that stream slows down, where a multi-threaded op would stall whole at its next barrier.
+    Threads do not spin while idle, so the reader thread keeps its core."""
 
     name = "onnx"
 
-    def __init__(self, model: nn.Module, card: ModelCard, model_path: Path,
-                 threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, card: ModelCard, model_path: Path, threads: int | None = None,
+                 streams: int | None = None) -> None:
         import onnxruntime as ort
 
         path = onnx_cache_dir() / f"{file_sha256(model_path)[:20]}-{card.input_size}.onnx"
         if not path.exists():
             export_onnx(model, card, path)
+        threads = threads or compute_threads()
+        self.streams = max(1, min(streams or threads, threads))
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or compute_threads()
+        opts.intra_op_num_threads = max(threads // self.streams, 1)
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -142,7 +150,7 @@ def onnx_available() -> bool:
 
 
 def make_runner(runtime: str, model: nn.Module, card: ModelCard, model_path: Path, device: torch.device,
-                threads: int | None = None) -> Runner:
+                threads: int | None = None, streams: int | None = None) -> Runner:
     """The runner for ``runtime``: ``auto`` = ONNX Runtime on CPU when installed, else PyTorch."""
     if runtime not in RUNTIMES:
         raise RSSceneError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
@@ -152,7 +160,7 @@ def make_runner(runtime: str, model: nn.Module, card: ModelCard, model_path: Pat
         raise RSSceneError("runtime 'onnx' needs onnx and onnxruntime: pip install onnx onnxruntime")
     if runtime == "onnx" or (runtime == "auto" and device.type == "cpu" and onnx_available()):
         try:
-            return OnnxRunner(model, card, model_path, threads)
+            return OnnxRunner(model, card, model_path, threads, streams)
         except Exception as exc:  # export or session errors come in many types
             if runtime == "onnx":
                 raise RSSceneError(f"ONNX Runtime could not run {model_path}: {exc}") from exc
