@@ -198,8 +198,8 @@ def test_streamed_heatmap_equals_in_memory_mosaic(tmp_path: Path) -> None:
 
 def test_parallel_decode_workers_keep_order(tmp_path: Path) -> None:
     """The GPU path's parallel decoding yields the batches of the single-threaded reader, in order."""
-    from rs_scene.engine.reading import read_batches, read_size
     from rs_scene.engine.plan import make_plan
+    from rs_scene.engine.reading import read_batches, read_size
     from rs_scene.io.raster import open_raster
 
     card = make_card("efficientnet_lite0", 128)
@@ -269,3 +269,29 @@ def test_classify_with_two_streams_equals_one_stream(tmp_path: Path, monkeypatch
     np.testing.assert_allclose(conf[0], conf[1], atol=1e-6)
     assert np.array_equal(cls1, cls2)
     np.testing.assert_allclose(heat1, heat2, atol=1e-6)
+
+
+def test_onnx_cache_keeps_the_most_recently_used_exports(tmp_path: Path, monkeypatch) -> None:
+    """Exports of retrained models do not pile up: a new export prunes all but the newest few, and using
+    an export marks it recent."""
+    pytest.importorskip("onnxruntime")
+    import os
+
+    from rs_scene.engine import runtime
+
+    monkeypatch.setenv("RS_SCENE_CACHE", str(tmp_path / "cache"))
+    cache = runtime.onnx_cache_dir()
+    cache.mkdir(parents=True)
+    for i in range(10):  # stale exports of earlier model files, oldest first
+        f = cache / f"old{i:02d}-64.onnx"
+        f.write_bytes(b"x")
+        os.utime(f, (1000 + i, 1000 + i))
+    card, model = make_card("efficientnet_lite0"), make_model("efficientnet_lite0")
+    path = save_model(tmp_path / "m.pt", card, model.state_dict())
+    runner = OnnxRunner(model, card, path)
+    kept = sorted(p.name for p in cache.glob("*.onnx"))
+    assert len(kept) == runtime.ONNX_CACHE_KEEP and runner.path.name in kept
+    assert "old09-64.onnx" in kept and "old00-64.onnx" not in kept  # the oldest went first
+    os.utime(runner.path, (1, 1))
+    OnnxRunner(model, card, path)  # reuse refreshes it
+    assert runner.path.stat().st_mtime > 1000

@@ -111,7 +111,7 @@ def tile_records(card: ModelCard, probs: np.ndarray) -> list[dict[str, Any]]:
         for k, j in enumerate(top, start=1):
             rec[f"top{k}_name"], rec[f"top{k}_prob"] = names[j], float(probs[i, j])
         if card.task == "multi-label":
-            rec["labels"] = ",".join(n for n, s in zip(names, probs[i]) if s >= card.threshold)
+            rec["labels"] = ",".join(n for n, s in zip(names, probs[i], strict=True) if s >= card.threshold)
         out.append(rec)
     return out
 
@@ -122,7 +122,8 @@ def _cam_target(card: ModelCard, name: str | None) -> int | None:
     for i, c in enumerate(card.class_names):
         if c.lower() == name.lower():
             return i
-    raise RSSceneError(f"--cam-class '{name}' is not a class of model {card.name}: {', '.join(card.class_names)}")
+    raise RSSceneError(f"--cam-class '{name}' is not a class of model {card.name}: "
+                       f"{', '.join(card.class_names)}")
 
 
 def _check_params(p: ClassifyParams) -> None:
@@ -156,13 +157,15 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
         cam = None
         try:
             if params.out_gpkg:
-                writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, card.task == "multi-label")
+                multi = card.task == "multi-label"
+                writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, multi)
             if params.heatmap:
                 writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src)
                 cam = CamRunner(model, params.cam)
             if params.class_raster:
-                writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area,
-                                                       (plan.stride_src,) * 2, (plan.tile_src,) * 2, card.classes)
+                cells = (plan.stride_src,) * 2, (plan.tile_src,) * 2
+                writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
+                                                       card.classes)
             # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
             runtime = params.runtime if cam is None or cam.fast else "torch"
             runner = make_runner(runtime, model, card, model_path, device, params.threads, params.streams)
@@ -214,7 +217,8 @@ def _infer(runner: Runner, batch: Batch, card: ModelCard, device: torch.device, 
     """The model's part of a batch, run in an inference stream."""
     if batch.data is None:
         return Inferred(batch)
-    x = batch.data if batch.prepared else prepare(torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
+    x = batch.data if batch.prepared else prepare(
+        torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
     out = Inferred(batch, size=(x.shape[-2], x.shape[-1]))
     if cam is None:
         out.logits = runner.logits(x)
@@ -239,7 +243,8 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
     batches = prefetch(lambda: read_batches(params.raster, plan, card, params.min_valid, batch_size, stop,
                                             workers=workers, size=size, pin=pin,
                                             transform=(lambda x: prepare(x, card)) if on_cpu else None))
-    inferred = ordered_map(lambda b: _infer(runner, b, card, device, pin, cam, target), batches, runner.streams)
+    inferred = ordered_map(lambda b: _infer(runner, b, card, device, pin, cam, target), batches,
+                           runner.streams)
     try:
         with closing(inferred):
             for item in inferred:

@@ -77,6 +77,24 @@ def onnx_cache_dir() -> Path:
     return base / "onnx"
 
 
+ONNX_CACHE_KEEP = 8  # exports kept in the cache, the most recently used first (~14 MB each for Lite0)
+
+
+def prune_onnx_cache(keep: int = ONNX_CACHE_KEEP, cache: Path | None = None) -> list[Path]:
+    """Delete all but the ``keep`` most recently used exports (a retrained model gets a new export, and the
+    old one would otherwise stay forever); returns the deleted paths."""
+    cache = cache or onnx_cache_dir()
+    files = sorted(cache.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    gone = []
+    for old in files[keep:]:
+        try:
+            old.unlink()
+            gone.append(old)
+        except OSError:  # in use by another process's export, or already gone
+            pass
+    return gone
+
+
 def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
     """Export ``model`` with outputs ``logits`` and (when it has ``forward_features``) ``features``, a dynamic
     batch axis, written atomically."""
@@ -115,8 +133,14 @@ class OnnxRunner:
         import onnxruntime as ort
 
         path = onnx_cache_dir() / f"{file_sha256(model_path)[:20]}-{card.input_size}.onnx"
-        if not path.exists():
+        if path.exists():
+            try:
+                os.utime(path)  # most recently used: the cache keeps it
+            except OSError:  # a read-only cache still serves its exports
+                pass
+        else:
             export_onnx(model, card, path)
+            prune_onnx_cache()
         threads = threads or compute_threads()
         self.streams = max(1, min(streams or threads, threads))
         opts = ort.SessionOptions()

@@ -55,7 +55,7 @@ def band_names(ds: Any) -> list[str | None]:
 
 def assumed_aerial_order(ds: Any, names: list[str | None] | None = None) -> bool:
     if names is None:
-        names = [d or _COLOR_NAMES.get(c) for d, c in zip(ds.descriptions, ds.colorinterp)]
+        names = [d or _COLOR_NAMES.get(c) for d, c in zip(ds.descriptions, ds.colorinterp, strict=True)]
     return ds.count in (3, 4) and all(n is None for n in names) and set(ds.dtypes) == {"uint8"}
 
 

@@ -116,16 +116,20 @@ class GridWriter:
                 "VALUES ('', '', ?, 'geom', 'classes', ?, '', 1, 'RS Scene class colours', '', ?)",
                 (self.LAYER, qml, now))
             con.execute(
-                "CREATE TABLE IF NOT EXISTS gpkg_metadata (id INTEGER CONSTRAINT m_pk PRIMARY KEY ASC NOT NULL, "
-                "md_scope TEXT NOT NULL DEFAULT 'dataset', md_standard_uri TEXT NOT NULL, "
+                "CREATE TABLE IF NOT EXISTS gpkg_metadata ("
+                "id INTEGER CONSTRAINT m_pk PRIMARY KEY ASC NOT NULL, "
+                "md_scope TEXT NOT NULL DEFAULT 'dataset', "
+                "md_standard_uri TEXT NOT NULL, "
                 "mime_type TEXT NOT NULL DEFAULT 'text/xml', metadata TEXT NOT NULL DEFAULT '')")
             con.execute(
                 "CREATE TABLE IF NOT EXISTS gpkg_metadata_reference (reference_scope TEXT NOT NULL, "
-                "table_name TEXT, column_name TEXT, row_id_value INTEGER, timestamp DATETIME NOT NULL DEFAULT "
-                "(strftime('%Y-%m-%dT%H:%M:%fZ','now')), md_file_id INTEGER NOT NULL, md_parent_id INTEGER)")
+                "table_name TEXT, column_name TEXT, row_id_value INTEGER, "
+                "timestamp DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')), "
+                "md_file_id INTEGER NOT NULL, md_parent_id INTEGER)")
             cur = con.execute(
                 "INSERT INTO gpkg_metadata (md_scope, md_standard_uri, mime_type, metadata) "
-                "VALUES ('dataset', 'https://github.com/rs-scene/rs-scene/run-record', 'application/json', ?)",
+                "VALUES ('dataset', 'https://github.com/rs-scene/rs-scene/run-record', "
+                "'application/json', ?)",
                 (json.dumps(run_record),))
             con.execute("INSERT INTO gpkg_metadata_reference (reference_scope, table_name, timestamp, "
                         "md_file_id) VALUES ('table', ?, ?, ?)", (self.LAYER, now, cur.lastrowid))
@@ -168,7 +172,8 @@ class HeatmapWriter:
         self.cnt = np.zeros((self.rows, self.w), dtype=np.float32)
 
     def add(self, x: int, y: int, cam: np.ndarray, weight: np.ndarray) -> None:
-        """Add a map ``cam`` (h, w) whose top-left is at raster pixel (x, y); ``weight`` marks valid pixels."""
+        """Add a map ``cam`` (h, w) whose top-left is at raster pixel (x, y); ``weight`` marks valid
+        pixels."""
         x, y = x - self.x0, y - self.y0
         self._flush_until(y)
         h, w = cam.shape
