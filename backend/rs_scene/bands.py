@@ -57,8 +57,8 @@ def _lookup(wanted: str, names: Sequence[str | None]) -> int | None:
 def parse_band_option(option: str, raster_count: int) -> dict[str, int] | list[str]:
     """Parse ``--bands``.
 
-    Three forms: ``red=1,green=2,blue=3`` (model band -> 1-based raster band), ``B02,B03,...`` (the names of the
-    raster's bands 1..n, in order) or ``3,2,1`` (raster bands to feed, in the model's band order).
+    Three forms: ``red=1,green=2,blue=3`` (model band -> 1-based raster band), ``B02,B03,...`` (the names
+    of the raster's bands 1..n, in order) or ``3,2,1`` (raster bands to feed, in the model's band order).
     """
     parts = [p.strip() for p in option.split(",") if p.strip()]
     if not parts:
@@ -73,8 +73,8 @@ def parse_band_option(option: str, raster_count: int) -> dict[str, int] | list[s
         return {f"#{i}": _band_index(p, raster_count) for i, p in enumerate(parts)}
     if len(parts) != raster_count:
         raise RSSceneError(
-            f"--bands names {len(parts)} bands but the raster has {raster_count}; name every raster band in order "
-            "or use the form model_band=raster_index"
+            f"--bands names {len(parts)} bands but the raster has {raster_count}; "
+            "name every raster band in order or use the form model_band=raster_index"
         )
     return [canonical_band(p) for p in parts]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from typing import Any
 
 from .errors import RSSceneError
@@ -108,9 +107,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     params = ClassifyParams(
         raster=args.raster, model=args.model, out_gpkg=args.out, heatmap=args.heatmap,
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
-        device=args.device, cam=args.cam, cam_class=args.cam_class, extent=_extent(args.extent), mask=args.mask,
-        min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd), edge=args.edge,
-        batch_size=args.batch_size, runtime=args.runtime, threads=args.threads, streams=args.streams)
+        device=args.device, cam=args.cam, cam_class=args.cam_class, extent=_extent(args.extent),
+        mask=args.mask, min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd),
+        edge=args.edge, batch_size=args.batch_size, runtime=args.runtime, threads=args.threads,
+        streams=args.streams)
     bar, update = _progress_bar("classify")
     try:
         res = classify_raster(params, progress=update)

@@ -1,7 +1,8 @@
 """Retrain the two shipped default models from ../shared/data (``make models``).
 
 aerial-rgb         EfficientNet-Lite0 (ImageNet init) fine-tuned on UC Merced, 21 classes.
-sentinel2-eurosat  EfficientNet-Lite0 (ImageNet init, first conv adapted to 10 bands) fine-tuned on EuroSAT-MS.
+sentinel2-eurosat  EfficientNet-Lite0 (ImageNet init, first conv adapted to 10 bands) fine-tuned on
+                   EuroSAT-MS.
 Both hold out a split the model never sees in training and record its metrics in the card.
 """
 
@@ -29,7 +30,8 @@ def jobs(data_root: Path, epochs: int) -> dict[str, TrainParams]:
             description="UC Merced land use (21 classes), 1 ft (0.3 m) RGB aerial imagery, 256 px tiles",
         ),
         "sentinel2-eurosat": TrainParams(
-            out=str(ZOO / "sentinel2-eurosat.pt"), name="sentinel2-eurosat", data=str(data_root / "eurosat_ms"),
+            out=str(ZOO / "sentinel2-eurosat.pt"), name="sentinel2-eurosat",
+            data=str(data_root / "eurosat_ms"),
             bands=list(S2_TEN), input_size=128,
             options={"backbone": "efficientnet_lite0", "init": "imagenet", "mode": "fine-tune",
                      "epochs": epochs, "batch_size": 24, "lr": 1e-3, "warmup_epochs": 2},

@@ -26,7 +26,7 @@ os.environ.setdefault("RS_SCENE_OFFLINE", "1")
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     proc = subprocess.run([sys.executable, "-m", "rs_scene.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"rs-scene {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return proc

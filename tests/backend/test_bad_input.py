@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import S2_BANDS_OPT, S2_SCENE, run_main, write_raster
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_raster
 from rs_scene.bands import canonical_band, resolve_bands
 from rs_scene.errors import RSSceneError

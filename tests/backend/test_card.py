@@ -7,17 +7,23 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from rs_scene.card import ModelCard, load_model_file, make_classes, read_card, save_model
+from rs_scene.card import (
+    ModelCard,
+    load_model_file,
+    make_classes,
+    read_card,
+    save_model,
+)
 from rs_scene.engine.infer import load_model
 from rs_scene.errors import RSSceneError
 from rs_scene.methods import build_inference_model
 
 
 def tiny_card(**kw) -> ModelCard:
-    base = dict(name="tiny", classes=make_classes(["water", "forest", "urban"]), bands=["red", "green", "blue"],
-                architecture="resnet18", mean=[0.4, 0.4, 0.4], std=[0.2, 0.2, 0.2], tile_size=64, input_size=64,
-                gsd=1.0, training={"data": "synthetic"}, metrics={"heldout": {"overall_accuracy": 0.5}})
+    base = {"name": "tiny", "classes": make_classes(["water", "forest", "urban"]),
+            "bands": ["red", "green", "blue"], "architecture": "resnet18", "mean": [0.4, 0.4, 0.4],
+            "std": [0.2, 0.2, 0.2], "tile_size": 64, "input_size": 64, "gsd": 1.0,
+            "training": {"data": "synthetic"}, "metrics": {"heldout": {"overall_accuracy": 0.5}}}
     base.update(kw)
     return ModelCard(**base)
 
@@ -32,7 +38,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert set(state) == set(model.state_dict())
     for k, v in model.state_dict().items():
         assert torch.equal(state[k], v)
-    card3, loaded, _ = load_model(str(path), torch.device("cpu"))
+    _, loaded, _ = load_model(str(path), torch.device("cpu"))
     x = torch.randn(2, 3, 64, 64)
     model.eval()
     assert torch.allclose(loaded(x), model(x))

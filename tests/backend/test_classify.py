@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, run_cli
-from rs_scene.engine.infer import load_model
 from rs_scene.engine.evaluate import preprocess
+from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
 from rs_scene.explain.cam import CamRunner
 from rs_scene.io.raster import TileReader
@@ -143,9 +142,8 @@ def test_overlap_and_edge_options(tmp_path: Path, opts: list[str]) -> None:
 
 def test_mask_polygons_limit_the_work(tmp_path: Path) -> None:
     """Tiles outside a mask polygon (given in another CRS) are recorded as skipped, not classified."""
-    from rasterio.warp import transform_geom
-
     from conftest import run_main
+    from rasterio.warp import transform_geom
 
     with rasterio.open(S2_SCENE) as ds:
         x0, y1 = ds.transform * (0, 0)

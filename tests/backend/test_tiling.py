@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from rs_scene.io.tiling import Tile, axis_starts, grid_shape, tile_grid
 
 
@@ -29,7 +28,7 @@ def test_axis_starts_all_modes(length: int, tile: int, stride: int) -> None:
         if edge == "shift":
             assert starts[-1] + tile == length, "shifted last tile ends on the edge"
         if edge == "pad":
-            assert all(b - a == stride for a, b in zip(starts, starts[1:]))
+            assert all(b - a == stride for a, b in itertools.pairwise(starts))
             assert starts[-1] < length and starts[-1] + tile >= length
             assert sum(1 for s in starts if s + tile > length) <= 1, "at most one padded tile"
 

@@ -32,19 +32,21 @@ BIGEARTHNET_43 = [
     "Road and rail networks and associated land", "Port areas", "Airports", "Mineral extraction sites",
     "Dump sites", "Construction sites", "Green urban areas", "Sport and leisure facilities",
     "Non-irrigated arable land", "Permanently irrigated land", "Rice fields", "Vineyards",
-    "Fruit trees and berry plantations", "Olive groves", "Pastures", "Annual crops associated with permanent crops",
-    "Complex cultivation patterns",
+    "Fruit trees and berry plantations", "Olive groves", "Pastures",
+    "Annual crops associated with permanent crops", "Complex cultivation patterns",
     "Land principally occupied by agriculture, with significant areas of natural vegetation",
     "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest", "Natural grassland",
-    "Moors and heathland", "Sclerophyllous vegetation", "Transitional woodland/shrub", "Beaches, dunes, sands",
-    "Bare rock", "Sparsely vegetated areas", "Burnt areas", "Inland marshes", "Peatbogs", "Salt marshes",
-    "Salines", "Intertidal flats", "Water courses", "Water bodies", "Coastal lagoons", "Estuaries", "Sea and ocean",
+    "Moors and heathland", "Sclerophyllous vegetation", "Transitional woodland/shrub",
+    "Beaches, dunes, sands", "Bare rock", "Sparsely vegetated areas", "Burnt areas", "Inland marshes",
+    "Peatbogs", "Salt marshes", "Salines", "Intertidal flats", "Water courses", "Water bodies",
+    "Coastal lagoons", "Estuaries", "Sea and ocean",
 ]
 
 
 @dataclass
 class SceneData:
-    """Images ``x`` (N, C, H, W) float32 already divided by ``value_scale``; labels ``y`` (N,) long or (N, K)."""
+    """Images ``x`` (N, C, H, W) float32 already divided by ``value_scale``;
+    labels ``y`` (N,) long or (N, K)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -97,7 +99,10 @@ def detect_kind(root: Path) -> str:
 
 
 def open_dataset(root: str | Path, size: int | None = None, bands: list[str] | None = None) -> SceneData:
-    """Load any supported dataset, recognised from its layout. ``size`` resizes images (folder/BigEarthNet)."""
+    """Load any supported dataset, recognised from its layout.
+
+    ``size`` resizes images (folder/BigEarthNet).
+    """
     root = Path(root)
     kind = detect_kind(root)
     if kind == "bigearthnet":

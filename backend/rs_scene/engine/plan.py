@@ -114,7 +114,7 @@ def mask_function(plan: TilePlan, ds: Any) -> Any:
 
     def fn(tile: Tile, transform: Any, size: int) -> np.ndarray:
         b = tile_bounds(ds, tile)
-        hits = [g for g, gb in zip(plan.mask, plan.mask_bounds)
+        hits = [g for g, gb in zip(plan.mask, plan.mask_bounds, strict=True)
                 if gb[0] < b[2] and gb[2] > b[0] and gb[1] < b[3] and gb[3] > b[1]]
         if not hits:
             return np.zeros((size, size), dtype=bool)

@@ -1,4 +1,5 @@
-"""Train a model file from a dataset: split, train with a method, evaluate on held-out data, write the card."""
+"""Train a model file from a dataset: split, train with a method, evaluate on held-out data,
+write the card."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ class TrainParams:
     settings: TrainSettings = field(default_factory=TrainSettings)
 
 
-def stratified_split(data: SceneData, idx: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def stratified_split(
+    data: SceneData, idx: list[int], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
     """Split ``idx`` into (keep, val) with ``fraction`` of each class (at least one) in val."""
     if fraction <= 0:
         return list(idx), []
@@ -64,7 +67,7 @@ def check_trainable(data: SceneData, where: str) -> None:
     if data.task == "single-label":
         if (counts > 0).sum() < 2:
             raise RSSceneError(f"{where}: training needs at least two classes with images")
-        empty = [c for c, n in zip(data.classes, counts) if n == 0]
+        empty = [c for c, n in zip(data.classes, counts, strict=False) if n == 0]
         if empty:
             raise RSSceneError(f"{where}: class(es) with no training images: {', '.join(empty)}")
 

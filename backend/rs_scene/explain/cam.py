@@ -2,10 +2,11 @@
 
 Fast path (Selvaraju et al. 2017, Grad-CAM, Eq. 1-2) for a network whose head is global average pooling
 followed by one linear layer: the score of class c is ``y_c = sum_k W[c,k] * mean_ij A_k(i,j) + b_c``, so
-``dy_c / dA_k(i,j) = W[c,k] / (h*w)`` for every position and the Grad-CAM weight ``alpha_k`` (the spatial mean
-of that gradient) is ``W[c,k] / (h*w)``. The map ``ReLU(sum_k alpha_k A_k)`` therefore comes out of the same
-forward pass as the logits, with no backward pass. Post-processing follows pytorch-grad-cam exactly
-(per-map min-max scaling, bilinear resize to the input, ReLU, min-max again), so both agree within float error.
+``dy_c / dA_k(i,j) = W[c,k] / (h*w)`` for every position and the Grad-CAM weight ``alpha_k`` (the spatial
+mean of that gradient) is ``W[c,k] / (h*w)``. The map ``ReLU(sum_k alpha_k A_k)`` therefore comes out of the
+same forward pass as the logits, with no backward pass. Post-processing follows pytorch-grad-cam exactly
+(per-map min-max scaling, bilinear resize to the input, ReLU, min-max again), so both agree within float
+error.
 Every other CAM method runs through pytorch-grad-cam.
 """
 

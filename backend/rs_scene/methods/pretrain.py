@@ -37,7 +37,8 @@ def load_init_backbone(init: str, backbone: str, bands: list[str]) -> nn.Module:
         return create_backbone(backbone, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
     card, state = load_model_file(resolve_model(init))
     if len(card.bands) != len(bands):
-        raise RSSceneError(f"--init {init}: that model takes {len(card.bands)} bands, the data has {len(bands)}")
+        raise RSSceneError(
+            f"--init {init}: that model takes {len(card.bands)} bands, the data has {len(bands)}")
     source = build_inference_model(card)
     source.load_state_dict(state)
     if not hasattr(source, "backbone"):

@@ -53,7 +53,8 @@ def create_method(name: str, options: dict[str, Any] | None = None, **kwargs: An
     options = dict(options or {})
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise RSSceneError(f"method '{name}' has no option(s) {', '.join(unknown)}; options: {', '.join(valid)}")
+        raise RSSceneError(
+            f"method '{name}' has no option(s) {', '.join(unknown)}; options: {', '.join(valid)}")
     for key, value in options.items():
         choices = valid[key].metadata.get("choices")
         if choices and value not in choices:

@@ -90,7 +90,9 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
 
 
 @register_backbone("efficientnet_lite0")
-def efficientnet_lite0(in_chans: int = 3, pretrained: bool = False, bands: Sequence[str] | None = None) -> nn.Module:
+def efficientnet_lite0(
+    in_chans: int = 3, pretrained: bool = False, bands: Sequence[str] | None = None
+) -> nn.Module:
     model = EfficientNetLite0(in_chans)
     if pretrained:
         sd = {k: v for k, v in imagenet_state_dict().items() if not k.startswith("_fc.")}
