@@ -24,12 +24,15 @@ test-plugin: setup-qgis $(PLUGIN_BACKEND_SETUP)
 	RS_SCENE_BACKEND_PYTHON=$(RS_SCENE_BACKEND_PYTHON) $(QGIS_VENV)/bin/python -m pytest tests/plugin -q
 
 # QGIS reads metadata.txt and icons from inside the plugin folder, so stage them there.
-package:
+package: $(PLUGIN_BACKEND_SETUP)
 	rm -rf $(PLUGIN_STAGE) $(PLUGIN_ZIP)
 	mkdir -p $(PLUGIN_STAGE)
 	cp -r rs_scene_plugin $(PLUGIN_STAGE)/rs_scene_plugin
 	find $(PLUGIN_STAGE) -name __pycache__ -prune -exec rm -rf {} +
 	cp metadata.txt $(PLUGIN_STAGE)/rs_scene_plugin/metadata.txt
 	cp -r resources $(PLUGIN_STAGE)/rs_scene_plugin/resources
+	@# the backend as a wheel (shipped models included): "Install backend" pip-installs it from here
+	$(VENV)/bin/python -m pip wheel -q --no-deps -w $(PLUGIN_STAGE)/rs_scene_plugin/backend ./backend
+	rm -rf backend/build
 	cd $(PLUGIN_STAGE) && python3 -m zipfile -c ../../$(PLUGIN_ZIP) rs_scene_plugin
 	@echo "built $(PLUGIN_ZIP)"

@@ -33,9 +33,14 @@ def default_base_python() -> str:
 
 
 def default_package() -> str:
-    """The backend source next to the plugin in a checkout, else the package name on PyPI."""
-    checkout = Path(__file__).resolve().parents[2] / "backend"
-    return str(checkout) if (checkout / "pyproject.toml").exists() else "rs-scene"
+    """The backend source next to the plugin in a checkout, else the wheel the plugin zip ships in its
+    ``backend/`` folder, else the package name (for a pip index the user names in the options)."""
+    plugin = Path(__file__).resolve().parents[1]
+    checkout = plugin.parent / "backend"
+    if (checkout / "pyproject.toml").exists():
+        return str(checkout)
+    wheels = sorted((plugin / "backend").glob("rs_scene-*.whl"))
+    return str(wheels[-1]) if wheels else "rs-scene"
 
 
 def _run(cmd: list[str], log: Log, is_canceled: Callable[[], bool]) -> None:

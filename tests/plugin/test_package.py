@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
 
 @pytest.fixture(scope="module")
 def package() -> Path:
-    subprocess.run(["make", "-s", "-C", str(ROOT), "-f", "mk/plugin.mk", "package"], check=True,
+    subprocess.run(["make", "-s", "-C", str(ROOT), "package"], check=True,
                    capture_output=True)
     return ZIP
 
@@ -35,6 +36,25 @@ def test_zip_holds_plugin_metadata_and_icon(package: Path) -> None:
     for line in ("qgisMinimumVersion=3.22", "hasProcessingProvider=yes", "version=0.1.0", "name=RS Scene",
                  "tracker=https://github.com/rs-scene/rs-scene/issues", "icon=resources/icon.svg"):
         assert line in meta
+
+
+def test_zip_ships_the_backend_wheel_that_install_uses(package: Path, tmp_path: Path) -> None:
+    """Installed from the zip alone (no checkout beside it), "Install backend" pip-installs the wheel the zip
+    carries, with the shipped models and the rs-scene command in it."""
+    with zipfile.ZipFile(package) as z:
+        wheels = [n for n in z.namelist() if n.startswith("rs_scene_plugin/backend/") and n.endswith(".whl")]
+        z.extractall(tmp_path)
+    assert len(wheels) == 1 and Path(wheels[0]).name.startswith("rs_scene-0.1.0-")
+    with zipfile.ZipFile(tmp_path / wheels[0]) as w:
+        names = set(w.namelist())
+        entry = next(w.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert {"rs_scene/cli.py", "rs_scene/zoo/aerial-rgb.pt", "rs_scene/zoo/sentinel2-eurosat.pt"} <= names
+    assert "rs-scene = rs_scene.cli:main" in entry
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "from rs_scene_plugin.core.install import default_package; print(default_package())")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == str((tmp_path / wheels[0]).resolve())
 
 
 @pytest.mark.skipif(QGIS_PROCESS is None, reason="qgis_process not installed")
