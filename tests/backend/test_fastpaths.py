@@ -295,3 +295,17 @@ def test_onnx_cache_keeps_the_most_recently_used_exports(tmp_path: Path, monkeyp
     os.utime(runner.path, (1, 1))
     OnnxRunner(model, card, path)  # reuse refreshes it
     assert runner.path.stat().st_mtime > 1000
+
+
+def test_reader_settings_per_device() -> None:
+    """On a GPU: large batches, parallel decode workers, pinned memory; on the CPU the user's settings (the
+    cores belong to the model's inference streams). Pure settings logic: no GPU is needed to check it."""
+    import os
+
+    from rs_scene.engine.reading import GPU_MIN_BATCH, GPU_READ_WORKERS, reader_settings
+
+    assert reader_settings(16, 1, torch.device("cpu")) == (16, 1, False)
+    assert reader_settings(16, 3, torch.device("cpu")) == (16, 3, False)
+    workers = min(GPU_READ_WORKERS, os.cpu_count() or 1)
+    assert reader_settings(16, 1, torch.device("cuda")) == (GPU_MIN_BATCH, workers, True)
+    assert reader_settings(512, 6, torch.device("cuda:0")) == (512, 6, True)
