@@ -1,7 +1,7 @@
 """Classify a raster tile by tile: read -> tile -> scale -> infer (+ Grad-CAM) -> write, as three overlapping
-stages: reading (and preprocessing, on CPU) in a background thread, the model in the runner's inference
-streams, and post-processing and writing (scores, Grad-CAM maps from the returned features, GeoPackage rows,
-heatmap mosaic) in the calling thread while the next batches compute."""
+stages: reading in a background thread; preprocessing and the model in the runner's inference streams; scores,
+Grad-CAM maps from the returned features, GeoPackage rows and the heatmap mosaic in the calling thread while
+the next batches compute."""
 
 from __future__ import annotations
 
@@ -217,8 +217,7 @@ def _infer(runner: Runner, batch: Batch, card: ModelCard, device: torch.device, 
     """The model's part of a batch, run in an inference stream."""
     if batch.data is None:
         return Inferred(batch)
-    x = batch.data if batch.prepared else prepare(
-        torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
+    x = prepare(torch.as_tensor(batch.data).to(device, non_blocking=pin), card)
     out = Inferred(batch, size=(x.shape[-2], x.shape[-1]))
     if cam is None:
         out.logits = runner.logits(x)
@@ -239,10 +238,8 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
     done = 0
     batch_size, workers, pin = reader_settings(params.batch_size, params.workers, device)
     size = read_size(plan, card, params.fast_read)
-    on_cpu = device.type == "cpu"
     batches = prefetch(lambda: read_batches(params.raster, plan, card, params.min_valid, batch_size, stop,
-                                            workers=workers, size=size, pin=pin,
-                                            transform=(lambda x: prepare(x, card)) if on_cpu else None))
+                                            workers=workers, size=size, pin=pin))
     inferred = ordered_map(lambda b: _infer(runner, b, card, device, pin, cam, target), batches,
                            runner.streams)
     try:

@@ -1,12 +1,12 @@
 """Reading a tile plan as batches: runs of same-row tiles in one GDAL call each, optionally decoded by
-parallel workers and transformed (normalised and resized) in the reading thread."""
+parallel workers; preparing them for the network happens in the inference streams."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,6 @@ class Batch:
     valid: list[np.ndarray]
     fractions: dict[Tile, float]
     skipped: dict[Tile, str]
-    prepared: bool = False  # data is already the network's input (normalised and resized)
 
 
 GPU_MIN_BATCH = 128  # tiles per batch on a GPU: small tiles leave it idle at CPU-sized batches
@@ -44,11 +43,10 @@ def read_size(plan: TilePlan, card: ModelCard, fast: bool = True) -> int:
 
 
 def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, batch_size: int,
-                 stop: threading.Event, workers: int = 1, size: int | None = None, pin: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Batch]:
+                 stop: threading.Event, workers: int = 1, size: int | None = None,
+                 pin: bool = False) -> Iterator[Batch]:
     """Batches of tiles in plan order; ``workers`` > 1 decodes batches in parallel threads (GDAL releases
-    the GIL), each with its own dataset handle. ``transform`` (e.g. :func:`prepare`) runs on each batch in
-    the reading thread, where it overlaps the model's forward pass instead of following it."""
+    the GIL), each with its own dataset handle; ``pin`` puts them in pinned memory for a GPU copy."""
     size = size or card.input_size
     local, readers, lock = threading.local(), [], threading.Lock()
 
@@ -74,8 +72,6 @@ def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, b
             run.append(t)
             valid.append(r.valid)
         data = np.stack(arrays) if arrays else None
-        if transform is not None and data is not None:
-            return Batch(tiles, transform(torch.from_numpy(data)), run, valid, fractions, skipped, True)
         if pin and data is not None:
             data = torch.from_numpy(data).pin_memory()
         return Batch(tiles, data, run, valid, fractions, skipped)
