@@ -59,7 +59,7 @@ def _run(raster: str, model: str, heatmap: bool, extent: Any, params: dict[str, 
     return first_t - t0, end - t0, first_n, res.tiles_total
 
 
-def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 144,
+def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 256,
               **params: Any) -> tuple[float, float]:
     """``(fixed_seconds, seconds_per_tile)`` for this setup, measured on the raster's centre."""
     from ..zoo import resolve_model
