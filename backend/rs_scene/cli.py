@@ -111,6 +111,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         mask=args.mask, min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd),
         edge=args.edge, batch_size=args.batch_size, runtime=args.runtime, threads=args.threads,
         streams=args.streams)
+    if args.estimate:
+        return _estimate(params, args.json)
     bar, update = _progress_bar("classify")
     try:
         res = classify_raster(params, progress=update)
@@ -128,6 +130,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
               f"{res.seconds:.1f} s: {shares}")
         for kind, path in res.outputs.items():
             print(f"  {kind}: {path}")
+    return 0
+
+
+def _estimate(params: Any, as_json: bool) -> int:
+    """``classify --estimate``: the ETA the plugin shows before a run; writes nothing."""
+    from .bench.estimate import _plan, estimate_seconds
+
+    kw = {k: v for k, v in vars(params).items()
+          if k not in ("raster", "model", "out_gpkg", "heatmap", "class_raster") and v is not None}
+    seconds = estimate_seconds(params.raster, params.model, heatmap=bool(params.heatmap), **kw)
+    tiles = len(_plan(params.raster, params.model, kw)[0].tiles)
+    if as_json:
+        print(json.dumps({"eta_s": round(seconds, 1), "tiles": tiles}))
+    else:
+        print(f"about {seconds:.0f} s for {tiles} tiles (calibrated on a sample at the raster's centre)")
     return 0
 
 
@@ -200,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model runtime: auto = ONNX Runtime on CPU when installed, else PyTorch")
     p.add_argument("--threads", type=int, help="ONNX Runtime compute threads (default: all cores)")
     p.add_argument("--streams", type=int, help="ONNX Runtime batches run at once (default: one per thread)")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print how long the run would take (a calibration on a sample); write nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_classify)
 

@@ -164,3 +164,53 @@ class ClassifyTask(QgsTask):
     @property
     def summary(self) -> str:
         return summary(self.result)
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(round(seconds), 1)} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class EstimateTask(QgsTask):
+    """The ETA before a run: the service classifies a sample at the layer's centre with the same settings
+    (nothing is written) and scales it to the run's tiles. Layers from files only."""
+
+    def __init__(self, manager: BackendManager, spec: ClassifySpec, layer: QgsRasterLayer,
+                 on_finished: Callable[[EstimateTask], None] | None = None) -> None:
+        super().__init__(f"RS Scene: estimate {layer.name()}", QgsTask.Flags())
+        self.manager, self.layer_name, self.on_finished = manager, layer.name(), on_finished
+        self.body: dict[str, Any] | None = None
+        if is_local_file(layer):  # the request is built here, on the thread that owns the layer
+            folder = tempfile.gettempdir()  # the service checks the folders exist; it writes nothing there
+            self.body = request_body(spec, layer, str(Path(folder) / "rs_scene_estimate.gpkg"),
+                                     str(Path(folder) / "rs_scene_estimate.tif") if spec.heatmap else None)
+        self.result: dict[str, Any] = {}
+        self.error: str | None = None
+        self.completed = False
+
+    def run(self) -> bool:
+        if self.body is None:
+            self.error = (f"Layer '{self.layer_name}' is not a file the service can read: its time shows as "
+                          "the run goes.")
+            return False
+        try:
+            self.result = self.manager.client().estimate(self.body)
+            return True
+        except (BackendError, ValueError) as exc:
+            self.error = str(exc)
+        except Exception:  # noqa: BLE001 -- shown to the user, never a crash of the task manager
+            self.error = traceback.format_exc()
+        return False
+
+    def finished(self, ok: bool) -> None:
+        self.completed = True
+        if self.on_finished is not None:
+            self.on_finished(self)
+
+    @property
+    def text(self) -> str:
+        return (f"About {duration_text(self.result['eta_s'])} for {self.result['tiles']} tiles on this machine "
+                "(measured on a sample at the layer's centre).")

@@ -54,6 +54,10 @@ class BackendClient:
     def submit(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request(f"/jobs/{kind}", body, timeout=300)
 
+    def estimate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"eta_s", "tiles"}`` for a classify request (a calibration run: seconds the first time)."""
+        return self.request("/estimate", body, timeout=600)
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request(f"/jobs/{job_id}")
 

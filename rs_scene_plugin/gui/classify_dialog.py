@@ -38,7 +38,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.backend import BackendManager
 from ..core.bands import mapping_option, missing_bands, names_to_mapping
-from ..core.classify import ClassifySpec, ClassifyTask
+from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask
 from ..core.client import BackendError
 from ..core.pixels import gdal_band_names
 from ..processing.classify_alg import CAMS
@@ -53,6 +53,7 @@ class ClassifyDialog(QDialog):
         self.iface, self.manager, self.tasks = iface, manager, tasks
         self.models: dict[str, dict[str, Any]] = {}
         self.task: ClassifyTask | None = None
+        self.estimate_task: EstimateTask | None = None
         self._mask_dir: str | None = None
         self.setWindowTitle("RS Scene — Classify layer")
         self._build()
@@ -115,13 +116,17 @@ class ClassifyDialog(QDialog):
         self.status, self.progress = StatusLabel(), QProgressBar()
         self.run_button, self.cancel_button, self.close_button = (QPushButton("Classify"), QPushButton("Cancel"),
                                                                   QPushButton("Close"))
+        self.estimate_button = QPushButton("Estimate time")
+        self.estimate_button.setToolTip("Classify a sample at the layer's centre with these settings (nothing is "
+                                        "written) and scale it to the whole run")
         self.cancel_button.setEnabled(False)
+        self.estimate_button.clicked.connect(self.estimate)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.hide)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for b in (self.run_button, self.cancel_button, self.close_button):
+        for b in (self.estimate_button, self.run_button, self.cancel_button, self.close_button):
             b.setAutoDefault(False)  # Return in the band names field must not start a run
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
@@ -255,6 +260,40 @@ class ClassifyDialog(QDialog):
         self.status.info(f"Classifying '{layer.name()}' with {spec.model['name']}…")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
+
+    def estimate(self) -> EstimateTask | None:
+        """The ETA for the current choices, in the status line when the service has measured it."""
+        if not self.models and not self.load_models():
+            return None
+        before = self._mask_dir
+        try:
+            spec, error = self.build_spec(), None
+        except ValueError as exc:
+            spec, error = None, str(exc)
+        # a mask written for the estimate alone is the estimate's to remove, not a later run's
+        mask_dir = self._mask_dir if self._mask_dir != before else None
+        self._mask_dir = before
+        if spec is None:
+            if mask_dir:
+                shutil.rmtree(mask_dir, ignore_errors=True)
+            self.status.error(error or "")
+            return None
+        task = EstimateTask(self.manager, spec, self.layer.currentLayer(),
+                            on_finished=lambda t: self._estimated(t, mask_dir))
+        self.estimate_task = task
+        self.estimate_button.setEnabled(False)
+        self.status.info("Estimating: classifying a sample at the layer's centre…")
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _estimated(self, task: EstimateTask, mask_dir: str | None) -> None:
+        if mask_dir:
+            shutil.rmtree(mask_dir, ignore_errors=True)
+        self.estimate_button.setEnabled(True)
+        if task.error:
+            self.status.error(task.error)
+        else:
+            self.status.info(task.text)
 
     def cancel(self) -> None:
         if self.task is not None:

@@ -166,3 +166,16 @@ def test_mask_polygons_limit_the_work(tmp_path: Path) -> None:
     status = {(f["row"], f["col"]): f["status"] for f in feats}
     assert all(status[(r, c)] == "classified" for r in range(2) for c in range(2))
     assert all(status[(r, c)].startswith("skipped") for r in range(2) for c in range(2, 4))
+
+
+def test_estimate_only_prints_the_eta_and_writes_nothing(tmp_path: Path) -> None:
+    from conftest import run_main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+                    "--input-scale", "1000", "--heatmap", out / "h.tif", "--estimate", "--json")
+    assert proc.returncode == 0, proc.stderr
+    eta = json.loads(proc.stdout)
+    assert eta["tiles"] == 225 and math.isfinite(eta["eta_s"]) and eta["eta_s"] > 0
+    assert list(out.iterdir()) == []

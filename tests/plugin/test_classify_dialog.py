@@ -129,3 +129,20 @@ def test_killed_service_fails_cleanly_and_next_run_restarts_it(dialog, qtbot, s2
     wait_for(qtbot, task)
     assert task.error is None and len(task.added) == 2
     assert manager.pid() not in (None, old_pid)
+
+
+def test_estimate_shows_the_time_before_a_run_and_adds_nothing(dialog, qtbot, s2_layer) -> None:
+    polys = selection(s2_layer)
+    prepare(dialog, qtbot, s2_layer, polys)
+    layers_before = set(QgsProject.instance().mapLayers())
+    qtbot.mouseClick(dialog.estimate_button, Qt.LeftButton)
+    task = dialog.estimate_task
+    assert task is not None, dialog.status.text()
+    wait_for(qtbot, task)
+    assert task.error is None, task.error
+    assert task.result["tiles"] == 6 and task.result["eta_s"] > 0  # the 3 x 2 tiles under the selection
+    text = dialog.status.text()
+    assert text.startswith("About ") and "for 6 tiles" in text, text
+    assert set(QgsProject.instance().mapLayers()) == layers_before
+    assert dialog.estimate_button.isEnabled() and dialog._mask_dir is None
+    assert not os.path.exists(task.body["mask"].rsplit("/", 1)[0]), "the estimate's mask must go"

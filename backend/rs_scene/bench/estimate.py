@@ -4,7 +4,7 @@
 same model, options and outputs as the real run (so reading, writing and Grad-CAM are all counted), splits its
 time into a fixed part (model load, the pipeline filling up) and a per-tile part (measured over the run's
 last two thirds, once every inference stream is busy), and caches that split per model file,
-device, runtime and output kind, so later estimates for the same setup cost nothing.
+raster, outputs and settings, so later estimates (another extent, say) cost nothing.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles:
     """``(fixed_seconds, seconds_per_tile)`` for this setup, measured on the raster's centre."""
     from ..zoo import resolve_model
 
-    key = (str(resolve_model(model).resolve()), heatmap, params.get("device", "auto"),
-           params.get("runtime", "auto"), params.get("batch_size", 16), params.get("cam", "gradcam"))
+    key = (str(resolve_model(model).resolve()), str(Path(raster).resolve()), heatmap,
+           *(params.get(k) for k in ("device", "runtime", "batch_size", "cam", "tile_size", "stride", "gsd")))
     if key in _CACHE:
         return _CACHE[key]
     plan, transform = _plan(raster, model, params)

@@ -13,7 +13,7 @@ from typing import Any
 from .. import __version__
 from .jobs import FINISHED, JobQueue
 from .requests import RequestError, classify_request, train_request
-from .tasks import classify_runner, train_runner
+from .tasks import classify_runner, estimate, train_runner
 
 MAX_BODY = 2 * 1024**3  # pixels by value can be large; refuse what no layer extent needs
 
@@ -144,6 +144,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(
             {
                 "jobs/classify": self.classify,
+                "estimate": self.estimate,
                 "jobs/train": self.train,
                 "jobs/<id>/cancel": self.cancel,
                 "shutdown": self.shutdown,
@@ -186,6 +187,17 @@ class Handler(BaseHTTPRequestHandler):
         req = classify_request(self._body())
         job = self.server.jobs.submit("classify", classify_runner(req, self.server.device), req)
         return 202, job.to_dict()
+
+    def estimate(self) -> tuple[int, dict[str, Any]]:
+        """Seconds a classify request will take, measured on a sample of it (a few seconds the first time
+        for a model, raster kind and settings; answered from a cache after that)."""
+        from ..errors import RSSceneError
+
+        req = classify_request(self._body())
+        try:
+            return 200, estimate(req, self.server.device)
+        except RSSceneError as exc:
+            return 400, {"error": str(exc)}
 
     def train(self) -> tuple[int, dict[str, Any]]:
         req = train_request(self._body())

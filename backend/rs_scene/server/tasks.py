@@ -67,6 +67,24 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
     return run
 
 
+def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
+    """The ETA shown before a run: a calibration classify of a block at the raster's centre with the same
+    settings, scaled to the run's tiles (:func:`rs_scene.bench.estimate_seconds`; cached per setup)."""
+    from ..bench.estimate import _plan, estimate_seconds
+    from ..errors import RSSceneError
+
+    if "raster" not in req:
+        raise RSSceneError("estimate: needs a raster file; a layer sent by value gets its ETA from progress")
+    kw = {k: req[k] for k in _CLASSIFY_KEYS if k in req and k not in ("model", "out_gpkg", "heatmap",
+                                                                        "class_raster")}
+    kw.setdefault("device", device)
+    if kw.get("extent") is not None:
+        kw["extent"] = tuple(kw["extent"])
+    seconds = estimate_seconds(req["raster"], req["model"], heatmap=bool(req.get("heatmap")), **kw)
+    plan, _ = _plan(req["raster"], req["model"], kw)
+    return {"eta_s": round(seconds, 1), "tiles": len(plan.tiles)}
+
+
 def _polygon_data(req: dict[str, Any]) -> Any:
     """Tiles under labelled polygons, split into spatially blocked train/validation parts."""
     from ..data.polygons import PolygonSampling, load_polygons
