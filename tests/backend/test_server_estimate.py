@@ -11,7 +11,7 @@ import rasterio
 from conftest import S2_SCENE
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
-from test_server import S2, Service, start_service
+from service_client import S2, Service, start_service
 
 
 @pytest.fixture(scope="module")

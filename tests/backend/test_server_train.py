@@ -9,7 +9,7 @@ import fiona
 import pytest
 import rasterio
 from conftest import S2_BANDS_OPT, S2_SCENE
-from test_server import Service, start_service
+from service_client import Service, start_service
 
 
 @pytest.fixture(scope="module")
