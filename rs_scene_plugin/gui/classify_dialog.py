@@ -134,7 +134,7 @@ class ClassifyDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
-        self.resize(560, 640)
+        self.resize(600, 780)
 
     # -- filling -----------------------------------------------------------------------------------------------
     def open_for(self, layer: QgsRasterLayer | None = None) -> None:
