@@ -240,8 +240,9 @@ def test_ordered_map_keeps_input_order_and_raises_worker_errors() -> None:
 
 
 def test_classify_with_two_streams_equals_one_stream(tmp_path: Path, monkeypatch) -> None:
-    """Two ONNX Runtime streams (batches run concurrently, post-processing overlapped) write the grid,
-    heatmap and class raster of one stream, value for value."""
+    """Two ONNX Runtime streams (batches run concurrently, post-processing overlapped) fed by three parallel
+    decode workers (the GPU path's reading) write the grid, heatmap and class raster of one stream fed by
+    one reader, value for value."""
     pytest.importorskip("onnxruntime")
     import sqlite3
 
@@ -255,7 +256,7 @@ def test_classify_with_two_streams_equals_one_stream(tmp_path: Path, monkeypatch
         res = classify_raster(ClassifyParams(
             raster=str(S2_SCENE), model="sentinel2-eurosat", bands=",".join(BANDS), input_scale=1000,
             out_gpkg=str(d / "g.gpkg"), heatmap=str(d / "h.tif"), class_raster=str(d / "c.tif"),
-            runtime="onnx", threads=2, streams=streams, batch_size=8))
+            runtime="onnx", threads=2, streams=streams, batch_size=8, workers=1 if streams == 1 else 3))
         assert res.runtime == "onnx" and res.tiles_classified > 200
         with sqlite3.connect(d / "g.gpkg") as db:
             table = db.execute("SELECT table_name FROM gpkg_contents").fetchone()[0]
