@@ -135,12 +135,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _estimate(params: Any, as_json: bool) -> int:
     """``classify --estimate``: the ETA the plugin shows before a run; writes nothing."""
-    from .bench.estimate import _plan, estimate_seconds
+    from .bench.estimate import estimate_run
 
     kw = {k: v for k, v in vars(params).items()
           if k not in ("raster", "model", "out_gpkg", "heatmap", "class_raster") and v is not None}
-    seconds = estimate_seconds(params.raster, params.model, heatmap=bool(params.heatmap), **kw)
-    tiles = len(_plan(params.raster, params.model, kw)[0].tiles)
+    seconds, tiles = estimate_run(params.raster, params.model, heatmap=bool(params.heatmap), **kw)
     if as_json:
         print(json.dumps({"eta_s": round(seconds, 1), "tiles": tiles}))
     else:

@@ -80,10 +80,15 @@ def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles:
     return fixed, per_tile
 
 
-def estimate_seconds(raster: str, model: str, heatmap: bool = False, **params: Any) -> float:
-    """Seconds a ``classify`` of ``raster`` with ``model`` will take (``params``: ClassifyParams fields such
-    as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``). The first call for a setup runs a
-    short calibration (a few seconds); later calls are instant."""
+def estimate_run(raster: str, model: str, heatmap: bool = False, **params: Any) -> tuple[float, int]:
+    """``(seconds, tiles)`` of a ``classify`` of ``raster`` with ``model`` (``params``: ClassifyParams fields
+    such as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``). The first call for a setup runs
+    a short calibration (a few seconds); later calls are instant."""
     fixed, per_tile = calibrate(raster, model, heatmap, **params)
     plan, _ = _plan(raster, model, params)
-    return fixed + len(plan.tiles) * per_tile
+    return fixed + len(plan.tiles) * per_tile, len(plan.tiles)
+
+
+def estimate_seconds(raster: str, model: str, heatmap: bool = False, **params: Any) -> float:
+    """Seconds of :func:`estimate_run`."""
+    return estimate_run(raster, model, heatmap, **params)[0]

@@ -69,8 +69,8 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
 
 def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
     """The ETA shown before a run: a calibration classify of a block at the raster's centre with the same
-    settings, scaled to the run's tiles (:func:`rs_scene.bench.estimate_seconds`; cached per setup)."""
-    from ..bench.estimate import _plan, estimate_seconds
+    settings, scaled to the run's tiles (:func:`rs_scene.bench.estimate.estimate_run`; cached per setup)."""
+    from ..bench.estimate import estimate_run
     from ..errors import RSSceneError
 
     if "raster" not in req:
@@ -80,9 +80,8 @@ def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
     kw.setdefault("device", device)
     if kw.get("extent") is not None:
         kw["extent"] = tuple(kw["extent"])
-    seconds = estimate_seconds(req["raster"], req["model"], heatmap=bool(req.get("heatmap")), **kw)
-    plan, _ = _plan(req["raster"], req["model"], kw)
-    return {"eta_s": round(seconds, 1), "tiles": len(plan.tiles)}
+    seconds, tiles = estimate_run(req["raster"], req["model"], heatmap=bool(req.get("heatmap")), **kw)
+    return {"eta_s": round(seconds, 1), "tiles": tiles}
 
 
 def _polygon_data(req: dict[str, Any]) -> Any:
