@@ -39,18 +39,19 @@ def prefetch(gen_fn: Callable[[], Iterator[T]], depth: int = 3) -> Iterator[T]:
     th.join()
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], streams: int = 1) -> Iterator[R]:
-    """``map(fn, items)`` with up to ``streams`` calls running at once in worker threads, results in input
-    order. One item more than ``streams`` is kept queued, so a worker never waits for the consumer; while the
-    consumer handles a result (writes, post-processing) the next calls are already running. ``streams`` 1
-    still runs ``fn`` in one worker thread, overlapping it with the consumer. Leaving early (an error, a
-    cancel) drops the queued calls and waits for the running ones."""
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], streams: int = 1, ahead: int = 1,
+                name: str = "rs-scene-infer") -> Iterator[R]:
+    """``map(fn, items)`` with up to ``streams`` calls running at once in worker threads (named ``name``),
+    results in input order. ``ahead`` items more than ``streams`` are kept queued, so a worker never waits
+    for the consumer; while the consumer handles a result (writes, post-processing) the next calls are
+    already running. ``streams`` 1 still runs ``fn`` in one worker thread, overlapping it with the consumer.
+    Leaving early (an error, a cancel) drops the queued calls and waits for the running ones."""
     pending: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(max(streams, 1), thread_name_prefix="rs-scene-infer") as pool:
+    with ThreadPoolExecutor(max(streams, 1), thread_name_prefix=name) as pool:
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) > streams:
+                if len(pending) > streams + ahead - 1:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

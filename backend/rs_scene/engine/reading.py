@@ -3,11 +3,11 @@ parallel workers; preparing them for the network happens in the inference stream
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from ..card import ModelCard
 from ..io.raster import TileReader
 from ..io.tiling import Tile
+from .pipeline import ordered_map
 from .plan import TilePlan, mask_function
 
 
@@ -84,18 +85,13 @@ def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, b
                     return
                 yield load(i)
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="rs-scene-read") as pool:
-            pending: deque[Any] = deque()
-            for i in starts:
+        submitted = itertools.takewhile(lambda _: not stop.is_set(), starts)
+        decoded = ordered_map(load, submitted, workers, ahead=workers + 1, name="rs-scene-read")
+        with closing(decoded) as batches:
+            for batch in batches:
                 if stop.is_set():
-                    break
-                pending.append(pool.submit(load, i))
-                if len(pending) > 2 * workers:
-                    yield pending.popleft().result()
-            while pending and not stop.is_set():
-                yield pending.popleft().result()
-            for f in pending:
-                f.cancel()
+                    return
+                yield batch
     finally:
         for r in readers:
             r.close()
