@@ -102,8 +102,10 @@ def _gsd(text: str | None) -> float | str | None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    from . import freeze_import_heap
     from .engine.infer import ClassifyParams, classify_raster
 
+    freeze_import_heap()
     params = ClassifyParams(
         raster=args.raster, model=args.model, out_gpkg=args.out, heatmap=args.heatmap,
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import freeze_import_heap
 from ..engine.evaluate import preprocess
 from ..engine.infer import ClassifyParams, classify_raster, load_model, scores_of
 from ..engine.pipeline import ordered_map
@@ -131,6 +132,7 @@ def mode_runtimes(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
+    freeze_import_heap()  # as the command line does
     if spec.get("torch_threads"):
         torch.set_num_threads(int(spec["torch_threads"]))
     mode = spec["mode"]
