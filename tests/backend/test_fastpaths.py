@@ -161,6 +161,36 @@ def test_joined_reads_respect_nodata_and_masks(tmp_path: Path) -> None:
         assert np.array_equal(a.data, b.data) and np.array_equal(a.valid, b.valid)
 
 
+@pytest.mark.parametrize(("dtype", "nodata", "bands"), [("uint16", 0, [1, 2, 3]), ("uint16", 0, [3, 1, 2]),
+                                                     ("uint16", 0, [1, 3]), ("float32", float("nan"), [1, 2, 3]),
+                                                     ("float32", -1.5, [2, 3, 1]), ("int16", -9999, [1, 2, 3])])
+def test_nodata_mask_from_read_pixels_equals_gdal_dataset_mask(tmp_path: Path, dtype: str, nodata: float,
+                                                                bands: list[int]) -> None:
+    """Joined reads compute a nodata-only mask from the pixels they read (any band off its nodata value is
+    valid); single-tile reads ask GDAL for the dataset mask. Both agree, including pixels where only some
+    bands are nodata, NaN nodata and a band subset (GDAL's mask then still looks at every band)."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 3000, (3, 70, 90)).astype(dtype)
+    fill = np.nan if np.isnan(nodata) else nodata
+    data[:, 10:30, 20:50] = fill  # all bands nodata
+    data[0, 40:60, 5:70] = fill  # one band only: still valid
+    data[1:, 45:50, 60:85] = fill  # two of three: still valid
+    data[:, 62:, 70:] = fill
+    path = write_raster(tmp_path / "nd.tif", data, nodata=nodata)
+    reader = TileReader(str(path), bands, 16, 1000.0, [0.3] * len(bands))
+    assert (reader.nodata is not None) == (len(bands) == 3)
+    try:
+        tiles = tile_grid(90, 70, 16, 16, "pad")
+        one = [reader.read(t) for t in tiles]
+        joined = reader.read_run(tiles)
+    finally:
+        reader.close()
+    assert any(0 < r.valid_fraction < 1 for r in one) and any(r.valid_fraction == 0 for r in one)
+    for t, a, b in zip(tiles, one, joined, strict=True):
+        assert np.array_equal(a.valid, b.valid), t
+        np.testing.assert_array_equal(a.data, b.data)
+
+
 def test_batched_map_resize_equals_per_tile_resize() -> None:
     maps = np.random.default_rng(1).random((5, 128, 128), dtype=np.float32)
     tiles = [Tile(0, i, 64 * i, 0, 64, 64) for i in range(5)]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -108,6 +108,25 @@ class TileReader:
         self.fill = np.asarray(fill, dtype=np.float32)[:, None, None]
         self.has_mask = self.ds.nodata is not None or any(
             "per_dataset" in str(flags) or "nodata" in str(flags) for flags in self.ds.mask_flag_enums)
+        self.nodata = self._nodata_values()
+
+    def _nodata_values(self) -> list[float] | None:
+        """The read bands' nodata values when the dataset mask is nothing but them: rasterio then makes the
+        mask valid wherever any band differs from its nodata value, which :meth:`_nodata_mask` computes from
+        the pixels already read instead of GDAL reading every band a second time (as long again as the read
+        itself). None when another mask (alpha, internal, per-dataset) exists or not all bands are read."""
+        if sorted(self.bands) != list(range(1, self.ds.count + 1)):
+            return None
+        if any(list(flags) != [MaskFlags.nodata] for flags in self.ds.mask_flag_enums):
+            return None
+        values = self.ds.nodatavals
+        return None if any(v is None for v in values) else [values[b - 1] for b in self.bands]
+
+    def _nodata_mask(self, block: np.ndarray) -> np.ndarray:
+        valid = np.zeros(block.shape[1:], dtype=bool)
+        for band, value in zip(block, self.nodata or [], strict=True):
+            valid |= ~np.isnan(band) if math.isnan(value) else band != value
+        return valid
 
     def close(self) -> None:
         self.ds.close()
@@ -177,7 +196,9 @@ class TileReader:
         resampling = Resampling.nearest if f == 1 else Resampling.bilinear
         block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
                              resampling=resampling)
-        if self.has_mask:
+        if self.has_mask and self.nodata is not None and f == 1:
+            mask = self._nodata_mask(block)
+        elif self.has_mask:
             mask = self.ds.dataset_mask(window=win, out_shape=(oh, ow), resampling=Resampling.nearest) > 0
         else:
             mask = np.ones((oh, ow), dtype=bool)
@@ -186,7 +207,6 @@ class TileReader:
         reads = []
         for t in run:
             data = np.empty((len(self.bands), s, s), dtype=np.float32)
-            data[:] = self.fill
             valid = np.zeros((s, s), dtype=bool)
             a = round((t.x - x0) * f)
             ox = max(-a, 0)  # only the first tile of a run can start left of the raster
@@ -195,7 +215,11 @@ class TileReader:
             w = sub.shape[-1]
             valid[oy : oy + oh, ox : ox + w] = m
             cell = data[:, oy : oy + oh, ox : ox + w]
-            np.divide(sub, self.divisor, out=cell, where=m[None], dtype=np.float32, casting="unsafe")
+            if (oh, w) == (s, s) and m.all():  # the common case: no fill, no masked (slow) divide
+                np.divide(sub, self.divisor, out=cell, dtype=np.float32, casting="unsafe")
+            else:
+                data[:] = self.fill
+                np.divide(sub, self.divisor, out=cell, where=m[None], dtype=np.float32, casting="unsafe")
             if mask_fn is not None:
                 extra = mask_fn(t, self.tile_transform(t), s)
                 data = np.where((valid & ~extra)[None], self.fill, data)
