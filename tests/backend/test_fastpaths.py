@@ -19,6 +19,7 @@ from conftest import S2_SCENE, write_raster
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from rs_scene.card import ModelCard, make_classes, save_model
+from rs_scene.data.transforms import resize, upsample_for_inference
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import _tile_maps, prepare
 from rs_scene.engine.runtime import OnnxRunner, TorchRunner
@@ -189,6 +190,17 @@ def test_nodata_mask_from_read_pixels_equals_gdal_dataset_mask(tmp_path: Path, d
     for t, a, b in zip(tiles, one, joined, strict=True):
         assert np.array_equal(a.valid, b.valid), t
         np.testing.assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize(("src", "size"), [(64, 128), (32, 128), (40, 120), (50, 128), (64, 64), (128, 64)])
+def test_inference_upsampling_equals_torch_bilinear(src: int, size: int) -> None:
+    """OpenCV's resize on CPU batches (``prepare``) equals torch's bilinear (``preprocess``, training) within float
+    rounding, at whole and fractional factors, edges included; shrinking stays in torch."""
+    x = torch.from_numpy(np.random.default_rng(src).normal(size=(3, 10, src, src)).astype(np.float32))
+    x[:, :, 0] += 40.0  # a strong edge row: clamping at the border shows in the first and last rows
+    got = upsample_for_inference(x, size)
+    assert got.shape == (3, 10, size, size) and got.dtype == torch.float32
+    torch.testing.assert_close(got, resize(x, size), atol=2e-5, rtol=1e-6)
 
 
 def test_batched_map_resize_equals_per_tile_resize() -> None:
