@@ -125,7 +125,7 @@ class TileReader:
     def _nodata_mask(self, block: np.ndarray) -> np.ndarray:
         valid = np.zeros(block.shape[1:], dtype=bool)
         for band, value in zip(block, self.nodata or [], strict=True):
-            valid |= ~np.isnan(band) if math.isnan(value) else band != value
+            valid |= ~np.isnan(band) if math.isnan(value) else band != _as_dtype(value, band.dtype)
         return valid
 
     def close(self) -> None:
@@ -226,6 +226,16 @@ class TileReader:
                 valid &= extra
             reads.append(TileRead(data, valid, float(valid.mean())))
         return reads
+
+
+def _as_dtype(value: float, dtype: np.dtype) -> Any:
+    """``value`` as an integer ``dtype`` scalar when the type holds it, so comparing a band with it does not
+    convert every pixel to float64 first (a value the type cannot hold never matches, either way)."""
+    if dtype.kind in "iu" and float(value).is_integer():
+        info = np.iinfo(dtype)
+        if info.min <= value <= info.max:
+            return dtype.type(int(value))
+    return value
 
 
 def _whole(v: float) -> bool:
