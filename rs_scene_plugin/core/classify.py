@@ -42,6 +42,13 @@ class ClassifySpec:
     input_scale: float | None = None
     pixel_size: float | None = None  # for layers read by value that have no native resolution
     extra: dict[str, Any] = field(default_factory=dict)
+    scratch: str | None = None  # a temporary folder of inputs made for this spec (the mask): its task removes it
+
+
+def remove_scratch(spec: ClassifySpec) -> None:
+    if spec.scratch:
+        shutil.rmtree(spec.scratch, ignore_errors=True)
+        spec.scratch = None
 
 
 def output_paths(spec: ClassifySpec) -> tuple[str, str | None, str | None]:
@@ -136,6 +143,7 @@ class ClassifyTask(QgsTask):
         if not ok:
             self.cancelled = self.cancelled or self.isCanceled()
             self._discard()
+        remove_scratch(self.spec)
         self.completed = True
         if self.on_finished is not None:
             self.on_finished(self)
@@ -181,7 +189,7 @@ class EstimateTask(QgsTask):
     def __init__(self, manager: BackendManager, spec: ClassifySpec, layer: QgsRasterLayer,
                  on_finished: Callable[[EstimateTask], None] | None = None) -> None:
         super().__init__(f"RS Scene: estimate {layer.name()}", QgsTask.Flags())
-        self.manager, self.layer_name, self.on_finished = manager, layer.name(), on_finished
+        self.manager, self.spec, self.layer_name, self.on_finished = manager, spec, layer.name(), on_finished
         self.body: dict[str, Any] | None = None
         if is_local_file(layer):  # the request is built here, on the thread that owns the layer
             folder = tempfile.gettempdir()  # the service checks the folders exist; it writes nothing there
@@ -206,6 +214,7 @@ class EstimateTask(QgsTask):
         return False
 
     def finished(self, ok: bool) -> None:
+        remove_scratch(self.spec)
         self.completed = True
         if self.on_finished is not None:
             self.on_finished(self)

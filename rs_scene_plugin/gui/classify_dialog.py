@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from typing import Any
 
@@ -38,7 +37,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.backend import BackendManager
 from ..core.bands import mapping_option, missing_bands, names_to_mapping
-from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask
+from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask, remove_scratch
 from ..core.client import BackendError
 from ..core.pixels import gdal_band_names
 from ..processing.classify_alg import CAMS
@@ -54,7 +53,6 @@ class ClassifyDialog(QDialog):
         self.models: dict[str, dict[str, Any]] = {}
         self.task: ClassifyTask | None = None
         self.estimate_task: EstimateTask | None = None
-        self._mask_dir: str | None = None
         self.setWindowTitle("RS Scene — Classify layer")
         self._build()
 
@@ -233,13 +231,14 @@ class ClassifyDialog(QDialog):
             request = QgsFeatureRequest().setFilterFids(polys.selectedFeatureIds())
             request.setDestinationCrs(layer.crs(), project.transformContext())
             selected = polys.materialize(request)
-            self._mask_dir = tempfile.mkdtemp(prefix="rs_scene_mask_")
-            spec.mask = f"{self._mask_dir}/mask.gpkg"
+            spec.scratch = tempfile.mkdtemp(prefix="rs_scene_mask_")  # the task that runs the spec removes it
+            spec.mask = f"{spec.scratch}/mask.gpkg"
             opts = QgsVectorFileWriter.SaveVectorOptions()
             opts.driverName = "GPKG"
             QgsVectorFileWriter.writeAsVectorFormatV3(selected, spec.mask, project.transformContext(), opts)
             spec.extent = selected.extent().intersect(layer.extent())
         if spec.extent is not None and (spec.extent.isEmpty() or spec.extent.width() <= 0):
+            remove_scratch(spec)  # no task will run this spec
             raise ValueError(f"The chosen extent does not overlap layer '{layer.name()}'.")
 
     def run(self) -> ClassifyTask | None:
@@ -265,30 +264,19 @@ class ClassifyDialog(QDialog):
         """The ETA for the current choices, in the status line when the service has measured it."""
         if not self.models and not self.load_models():
             return None
-        before = self._mask_dir
         try:
-            spec, error = self.build_spec(), None
+            spec = self.build_spec()
         except ValueError as exc:
-            spec, error = None, str(exc)
-        # a mask written for the estimate alone is the estimate's to remove, not a later run's
-        mask_dir = self._mask_dir if self._mask_dir != before else None
-        self._mask_dir = before
-        if spec is None:
-            if mask_dir:
-                shutil.rmtree(mask_dir, ignore_errors=True)
-            self.status.error(error or "")
+            self.status.error(str(exc))
             return None
-        task = EstimateTask(self.manager, spec, self.layer.currentLayer(),
-                            on_finished=lambda t: self._estimated(t, mask_dir))
+        task = EstimateTask(self.manager, spec, self.layer.currentLayer(), on_finished=self._estimated)
         self.estimate_task = task
         self.estimate_button.setEnabled(False)
         self.status.info("Estimating: classifying a sample at the layer's centre…")
         QgsApplication.taskManager().addTask(task)
         return task
 
-    def _estimated(self, task: EstimateTask, mask_dir: str | None) -> None:
-        if mask_dir:
-            shutil.rmtree(mask_dir, ignore_errors=True)
+    def _estimated(self, task: EstimateTask) -> None:
         self.estimate_button.setEnabled(True)
         if task.error:
             self.status.error(task.error)
@@ -302,9 +290,6 @@ class ClassifyDialog(QDialog):
     def _finished(self, task: ClassifyTask) -> None:
         if task in self.tasks:
             self.tasks.remove(task)
-        if self._mask_dir:
-            shutil.rmtree(self._mask_dir, ignore_errors=True)
-            self._mask_dir = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         bar = self.iface.messageBar()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,9 @@ def test_dialog_adds_a_styled_grid_and_heatmap_above_the_raster(dialog, qtbot, s
     order = [node.layer() for node in QgsProject.instance().layerTreeRoot().findLayers()]
     assert order.index(grid) < order.index(heat) < order.index(s2_layer), "grid, heatmap, raster from the top"
     assert "6 tiles (6 classified" in dialog.status.text()
-    assert not os.path.exists(dialog._mask_dir or "/nonexistent")
+    mask_folder = os.path.dirname(task.job.body["mask"])
+    assert os.path.basename(mask_folder).startswith("rs_scene_mask_") and not os.path.exists(mask_folder)
+    assert task.spec.scratch is None
 
 
 def test_missing_bands_are_named_and_nothing_runs(dialog, qtbot, s2_layer) -> None:
@@ -78,6 +81,19 @@ def test_missing_bands_are_named_and_nothing_runs(dialog, qtbot, s2_layer) -> No
     assert dialog.task is None
     assert "lacks band(s) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12" in dialog.status.text()
     assert "aberystwyth" in dialog.status.text()
+
+
+def test_polygons_off_the_layer_are_refused_and_leave_no_mask_behind(dialog, qtbot, s2_layer) -> None:
+    def masks() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("rs_scene_mask_*"))
+
+    before = masks()
+    prepare(dialog, qtbot, s2_layer, selection(s2_layer, box=(2000, 2000, 100, 100)))
+    for button in (dialog.run_button, dialog.estimate_button):
+        qtbot.mouseClick(button, Qt.LeftButton)
+        assert dialog.task is None and dialog.estimate_task is None
+        assert "does not overlap layer" in dialog.status.text(), dialog.status.text()
+        assert masks() == before
 
 
 def test_service_not_installed_says_how_to_fix(qgis_iface, qtbot, s2_layer, tmp_path: Path) -> None:
@@ -144,5 +160,5 @@ def test_estimate_shows_the_time_before_a_run_and_adds_nothing(dialog, qtbot, s2
     text = dialog.status.text()
     assert text.startswith("About ") and "for 6 tiles" in text, text
     assert set(QgsProject.instance().mapLayers()) == layers_before
-    assert dialog.estimate_button.isEnabled() and dialog._mask_dir is None
+    assert dialog.estimate_button.isEnabled() and task.spec.scratch is None
     assert not os.path.exists(task.body["mask"].rsplit("/", 1)[0]), "the estimate's mask must go"

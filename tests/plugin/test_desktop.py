@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def make_profile(root: Path) -> None:
         "[PythonPlugins]\nrs_scene_plugin=true\n\n"
         f"[rs_scene]\npython={BACKEND_PYTHON}\ndevice=cpu\nport=0\n\n"
         "[qgis]\ncheckVersion=false\nshowTips=false\n")
+
+
+def run_desktop(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, str, int | str]:
+    """Run xvfb-run + QGIS in its own process group; a QGIS hung on a modal dialog is killed with its X server
+    at the timeout instead of outliving the test (a left-over desktop once made later QGIS runs fail)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return stdout, stderr, proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        return stdout, stderr, f"killed after {timeout:.0f} s"
 
 
 def image_stats(path: Path) -> tuple:
@@ -63,10 +78,10 @@ def test_desktop_classify_shows_grid_and_heatmap(tmp_path: Path) -> None:
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo", "--noversioncheck",
            "--profiles-path", str(tmp_path / "qgis"), "--profile", "default", "--code",
            str(HERE / "desktop_script.py")]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=400)
-    (out / "qgis_output.txt").write_text(proc.stdout + proc.stderr)
+    stdout, stderr, returncode = run_desktop(cmd, env, timeout=400)
+    (out / "qgis_output.txt").write_text(stdout + stderr)
     report_file = out / "desktop_report.json"
-    assert report_file.exists(), f"QGIS wrote no report (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert report_file.exists(), f"QGIS wrote no report (exit {returncode}):\n{stderr[-3000:]}"
     report = json.loads(report_file.read_text())
     assert "error" not in report, report["error"]
     assert "rs_scene_plugin" in report["plugins"] and "sentinel2-eurosat" in report["models"]
