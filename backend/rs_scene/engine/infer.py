@@ -314,11 +314,11 @@ def _write_grid(grid: GridWriter | None, batch: Batch, results: dict[Tile, dict[
                 ds: Any) -> None:
     if grid is None:
         return
-    recs = []
+    recs, transform = [], ds.transform
     for t in batch.tiles:
         rec = results.get(t) or {"status": batch.skipped[t], "class_id": -1, "class_name": SKIPPED}
         rec.update(row=t.row, col=t.col, valid_fraction=round(batch.fractions[t], 4), model=card.name,
-                   geometry=tile_polygon(ds, t))
+                   geometry=tile_polygon(ds, t, transform))
         recs.append(rec)
     grid.write(recs)
 

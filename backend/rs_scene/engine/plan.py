@@ -10,6 +10,7 @@ import fiona
 import numpy as np
 import rasterio.features
 import rasterio.warp
+from rasterio.transform import Affine
 from rasterio.windows import from_bounds
 
 from ..bands import resolve_bands
@@ -99,11 +100,13 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
     return plan
 
 
-def tile_bounds(ds: Any, tile: Tile) -> tuple[float, float, float, float]:
-    """Map bounds of the tile's part inside the raster."""
+def tile_bounds(ds: Any, tile: Tile, transform: Affine | None = None) -> tuple[float, float, float, float]:
+    """Map bounds of the tile's part inside the raster; pass ``ds.transform`` when calling for many tiles
+    (rasterio builds it anew on every access)."""
+    transform = transform or ds.transform
     x, y, w, h = tile.clipped(ds.width, ds.height)
-    xa, ya = ds.transform * (x, y)
-    xb, yb = ds.transform * (x + w, y + h)
+    xa, ya = transform @ (x, y)
+    xb, yb = transform @ (x + w, y + h)
     return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
 
 
@@ -123,6 +126,6 @@ def mask_function(plan: TilePlan, ds: Any) -> Any:
     return fn
 
 
-def tile_polygon(ds: Any, tile: Tile) -> list[list[tuple[float, float]]]:
-    x0, y0, x1, y1 = tile_bounds(ds, tile)
+def tile_polygon(ds: Any, tile: Tile, transform: Affine | None = None) -> list[list[tuple[float, float]]]:
+    x0, y0, x1, y1 = tile_bounds(ds, tile, transform)
     return [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]
