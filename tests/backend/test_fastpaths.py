@@ -132,11 +132,17 @@ def test_joined_reads_equal_tile_by_tile_reads(tile: int, stride: int, size: int
         tiles = tile_grid(reader.ds.width, reader.ds.height, tile, stride, "pad")
         one = [reader.read(t) for t in tiles]
         joined = [r for i in range(0, len(tiles), 16) for r in reader.read_run(tiles[i : i + 16])]
+        into = []  # as read_batches reads: into one array per batch, single-tile reads of a run included
+        for i in range(0, len(tiles), 16):
+            batch = np.full((len(tiles[i : i + 16]), 10, size, size), np.nan, dtype=np.float32)
+            into += [(r, batch[k]) for k, r in enumerate(reader.read_run(tiles[i : i + 16], out=batch))]
     finally:
         reader.close()
     for t, a, b in zip(tiles, one, joined):
         assert np.array_equal(a.data, b.data) and np.array_equal(a.valid, b.valid), t
         assert a.valid_fraction == b.valid_fraction
+    for t, a, (c, row) in zip(tiles, one, into, strict=True):
+        assert np.array_equal(a.data, row) and np.shares_memory(c.data, row), t
 
 
 def test_joined_reads_respect_nodata_and_masks(tmp_path: Path) -> None:
@@ -155,11 +161,15 @@ def test_joined_reads_respect_nodata_and_masks(tmp_path: Path) -> None:
         tiles = tile_grid(90, 70, 16, 12, "pad")
         one = [reader.read(t, mask_fn) for t in tiles]
         joined = reader.read_run(tiles, mask_fn)
+        batch = np.full((len(tiles), 2, 32, 32), np.nan, dtype=np.float32)
+        into = reader.read_run(tiles, mask_fn, out=batch)  # as read_batches reads: into the batch array
     finally:
         reader.close()
     assert any(0 < r.valid_fraction < 1 for r in one)
-    for a, b in zip(one, joined):
+    for k, (a, b, c) in enumerate(zip(one, joined, into, strict=True)):
         assert np.array_equal(a.data, b.data) and np.array_equal(a.valid, b.valid)
+        assert np.array_equal(a.data, batch[k]) and np.shares_memory(c.data, batch[k])
+        assert np.array_equal(a.valid, c.valid) and a.valid_fraction == c.valid_fraction
 
 
 @pytest.mark.parametrize(("dtype", "nodata", "bands"), [("uint16", 0, [1, 2, 3]), ("uint16", 0, [3, 1, 2]),

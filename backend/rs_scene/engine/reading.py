@@ -62,17 +62,18 @@ def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, b
 
     def load(i: int) -> Batch:
         tiles = plan.tiles[i : i + batch_size]
-        reads = reader().read_run(tiles, mask_fn)
-        arrays, run, valid, fractions, skipped = [], [], [], {}, {}
-        for t, r in zip(tiles, reads, strict=True):
+        buf = np.empty((len(tiles), len(plan.bands), size, size), dtype=np.float32)
+        reads = reader().read_run(tiles, mask_fn, out=buf)  # straight into the batch: no stacking copy
+        keep, run, valid, fractions, skipped = [], [], [], {}, {}
+        for k, (t, r) in enumerate(zip(tiles, reads, strict=True)):
             fractions[t] = r.valid_fraction
             if r.valid_fraction < min_valid or r.valid_fraction == 0:
                 skipped[t] = "skipped_nodata" if mask_fn is None else "skipped_nodata_or_mask"
                 continue
-            arrays.append(r.data)
+            keep.append(k)
             run.append(t)
             valid.append(r.valid)
-        data = np.stack(arrays) if arrays else None
+        data = (buf if len(keep) == len(tiles) else buf[keep]) if keep else None
         if pin and data is not None:
             data = torch.from_numpy(data).pin_memory()
         return Batch(tiles, data, run, valid, fractions, skipped)

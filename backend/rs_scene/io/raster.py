@@ -160,22 +160,31 @@ class TileReader:
         data = np.where(valid[None], data, self.fill)
         return TileRead(data, valid, float(valid.mean()))
 
-    def read_run(self, tiles: list[Tile], mask_fn: Any = None) -> list[TileRead]:
-        """Read tiles with one GDAL call per run of same-row neighbours instead of two per tile.
+    def read_run(self, tiles: list[Tile], mask_fn: Any = None,
+                 out: np.ndarray | None = None) -> list[TileRead]:
+        """Read tiles with one GDAL call per run of same-row neighbours instead of two per tile; with ``out``
+        (tiles, bands, size, size float32) the tiles are written into it, each read's data a view of its row.
 
         GDAL's resampled read takes pixels beyond the window into account, so cutting a run's read into
         tiles gives exactly what :meth:`read` gives tile by tile whenever every tile edge falls on a whole
         output pixel (checked; other tiles are read one by one)."""
-        out: list[TileRead] = []
+        reads: list[TileRead] = []
         i = 0
         while i < len(tiles):
             j = i + 1
             while j < len(tiles) and self._joins(tiles[j - 1], tiles[j]):
                 j += 1
-            run = tiles[i:j]
-            out.extend(self._read_joined(run, mask_fn) if len(run) > 1 else [self.read(run[0], mask_fn)])
+            run, dst = tiles[i:j], (out[i:j] if out is not None else None)
+            if len(run) > 1:
+                reads.extend(self._read_joined(run, mask_fn, dst))
+            else:
+                r = self.read(run[0], mask_fn)
+                if dst is not None:
+                    dst[0] = r.data
+                    r = TileRead(dst[0], r.valid, r.valid_fraction)
+                reads.append(r)
             i = j
-        return out
+        return reads
 
     def _joins(self, a: Tile, b: Tile) -> bool:
         if (a.y, a.h, a.w) != (b.y, b.h, b.w) or b.x <= a.x or a.w != a.h:
@@ -185,7 +194,7 @@ class TileReader:
         return (cw > 0 and ch > 0 and _whole((b.x - a.x) * f) and _whole(f * cw) and _whole(f * (cx - b.x))
                 and _whole(f * ch) and b.x - a.x <= a.w)
 
-    def _read_joined(self, run: list[Tile], mask_fn: Any) -> list[TileRead]:
+    def _read_joined(self, run: list[Tile], mask_fn: Any, out: np.ndarray | None = None) -> list[TileRead]:
         s, f, first = self.size, self.size / run[0].w, run[0]
         x0, y0, _, ch = first.clipped(self.ds.width, self.ds.height)
         x1 = max(t.clipped(self.ds.width, self.ds.height)[0] + t.clipped(self.ds.width, self.ds.height)[2]
@@ -205,8 +214,8 @@ class TileReader:
         if block.dtype.kind == "f":
             mask &= np.isfinite(block).all(axis=0)
         reads = []
-        for t in run:
-            data = np.empty((len(self.bands), s, s), dtype=np.float32)
+        for k, t in enumerate(run):
+            data = out[k] if out is not None else np.empty((len(self.bands), s, s), dtype=np.float32)
             valid = np.zeros((s, s), dtype=bool)
             a = round((t.x - x0) * f)
             ox = max(-a, 0)  # only the first tile of a run can start left of the raster
@@ -222,7 +231,7 @@ class TileReader:
                 np.divide(sub, self.divisor, out=cell, where=m[None], dtype=np.float32, casting="unsafe")
             if mask_fn is not None:
                 extra = mask_fn(t, self.tile_transform(t), s)
-                data = np.where((valid & ~extra)[None], self.fill, data)
+                np.copyto(data, np.broadcast_to(self.fill, data.shape), where=(valid & ~extra)[None])
                 valid &= extra
             reads.append(TileRead(data, valid, float(valid.mean())))
         return reads
