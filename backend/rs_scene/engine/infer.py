@@ -193,7 +193,7 @@ def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """``preprocess`` with the per-band normalisation first: it commutes with bilinear resizing (the weights
     sum to one), and costs a quarter as much on tiles that are then upsampled 2x. Equal within float error."""
     mean, std = _band_stats(tuple(card.mean), tuple(card.std), x.device, x.dtype)
-    return upsample_for_inference((x - mean) / std, card.input_size)
+    return upsample_for_inference((x - mean).div_(std), card.input_size)
 
 
 @functools.lru_cache(maxsize=16)
