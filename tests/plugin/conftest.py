@@ -30,6 +30,18 @@ os.environ["RS_SCENE_MODELS"] = str(_TMP / "models")  # models trained by tests 
 os.environ["RS_SCENE_BACKEND_PYTHON"] = BACKEND_PYTHON
 
 
+def qgis_env(**extra: str) -> dict[str, str]:
+    """The environment for a separate QGIS program (desktop, qgis_process): this one without an activated
+    virtual environment. With a venv's bin first on PATH, QGIS's embedded Python took that venv's interpreter
+    for its own and loaded another Python's standard library: "Couldn't load SIP module", a modal error
+    dialog, and the desktop hung until the test's timeout (qgis_process crashed)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")}
+    path = [d for d in env.get("PATH", "").split(os.pathsep) if d and not (Path(d).parent / "pyvenv.cfg").exists()]
+    env["PATH"] = os.pathsep.join(path)
+    env.update(extra)
+    return env
+
+
 def stage_plugin(plugins_dir: Path) -> Path:
     """``plugins_dir/rs_scene_plugin`` laid out like the zip ``make package`` builds."""
     target = plugins_dir / "rs_scene_plugin"

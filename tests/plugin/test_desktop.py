@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND_PYTHON, OUTPUT, S2_SCENE, stage_plugin
+from conftest import BACKEND_PYTHON, OUTPUT, S2_SCENE, qgis_env, stage_plugin
 from qgis.PyQt.QtGui import QColor, QImage
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,8 @@ def make_profile(root: Path) -> None:
 
 def run_desktop(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, str, int | str]:
     """Run xvfb-run + QGIS in its own process group; a QGIS hung on a modal dialog is killed with its X server
-    at the timeout instead of outliving the test (a left-over desktop once made later QGIS runs fail)."""
+    at the timeout, and whatever of the group is left after a normal exit goes too, instead of outliving the
+    test (two left-over desktops once made the next runs of QGIS time out or crash)."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -40,6 +41,11 @@ def run_desktop(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[st
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
         return stdout, stderr, f"killed after {timeout:.0f} s"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the whole group has ended: the normal case
+            pass
 
 
 def image_stats(path: Path) -> tuple:
@@ -73,8 +79,8 @@ def test_desktop_classify_shows_grid_and_heatmap(tmp_path: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     make_profile(tmp_path / "qgis")
-    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}  # the desktop needs the X display
-    env.update(RS_SCENE_DESKTOP_OUT=str(out), RS_SCENE_DESKTOP_SCENE=str(S2_SCENE))
+    env = qgis_env(RS_SCENE_DESKTOP_OUT=str(out), RS_SCENE_DESKTOP_SCENE=str(S2_SCENE))
+    env.pop("QT_QPA_PLATFORM", None)  # the desktop needs the X display
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo", "--noversioncheck",
            "--profiles-path", str(tmp_path / "qgis"), "--profile", "default", "--code",
            str(HERE / "desktop_script.py")]

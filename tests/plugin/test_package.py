@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND_PYTHON, ROOT, S2_BANDS, S2_SCENE, small_extent
+from conftest import BACKEND_PYTHON, ROOT, S2_BANDS, S2_SCENE, qgis_env, small_extent
 
 ZIP = ROOT / "rs_scene_plugin.zip"
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
@@ -63,8 +62,8 @@ def test_qgis_process_runs_classify_from_the_installed_zip(package: Path, s2_lay
     plugins.mkdir(parents=True)
     with zipfile.ZipFile(package) as z:
         z.extractall(plugins)
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path), "QT_QPA_PLATFORM": "offscreen",
-           "RS_SCENE_BACKEND_PYTHON": BACKEND_PYTHON}
+    env = qgis_env(QGIS_CUSTOM_CONFIG_PATH=str(tmp_path), QT_QPA_PLATFORM="offscreen",
+                   RS_SCENE_BACKEND_PYTHON=BACKEND_PYTHON)
     subprocess.run([QGIS_PROCESS, "plugins", "enable", "rs_scene_plugin"], env=env, check=True,
                    capture_output=True)
     listing = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, check=True).stdout
