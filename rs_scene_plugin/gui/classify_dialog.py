@@ -241,13 +241,19 @@ class ClassifyDialog(QDialog):
             remove_scratch(spec)  # no task will run this spec
             raise ValueError(f"The chosen extent does not overlap layer '{layer.name()}'.")
 
-    def run(self) -> ClassifyTask | None:
+    def checked_spec(self) -> ClassifySpec | None:
+        """The spec for the current choices, or None with what is missing or wrong in the status line."""
         if not self.models and not self.load_models():
             return None
         try:
-            spec = self.build_spec()
+            return self.build_spec()
         except ValueError as exc:
             self.status.error(str(exc))
+            return None
+
+    def run(self) -> ClassifyTask | None:
+        spec = self.checked_spec()
+        if spec is None:
             return None
         layer = self.layer.currentLayer()
         self.task = ClassifyTask(self.manager, spec, layer, on_finished=self._finished)
@@ -262,12 +268,8 @@ class ClassifyDialog(QDialog):
 
     def estimate(self) -> EstimateTask | None:
         """The ETA for the current choices, in the status line when the service has measured it."""
-        if not self.models and not self.load_models():
-            return None
-        try:
-            spec = self.build_spec()
-        except ValueError as exc:
-            self.status.error(str(exc))
+        spec = self.checked_spec()
+        if spec is None:
             return None
         task = EstimateTask(self.manager, spec, self.layer.currentLayer(), on_finished=self._estimated)
         self.estimate_task = task
