@@ -1,6 +1,6 @@
 """The ETA shown before a run: a short calibration run in the middle of the raster, scaled to its tiles.
 
-``estimate_seconds`` classifies a block of about ``calibration_tiles`` tiles at the raster's centre with the
+``estimate_run`` classifies a block of about ``calibration_tiles`` tiles at the raster's centre with the
 same model, options and outputs as the real run (so reading, writing and Grad-CAM are all counted), splits its
 time into a fixed part (model load, the pipeline filling up) and a per-tile part (measured over the run's
 last two thirds, once every inference stream is busy), and caches that split per model file,
@@ -59,16 +59,17 @@ def _run(raster: str, model: str, heatmap: bool, extent: Any, params: dict[str, 
     return first_t - t0, end - t0, first_n, res.tiles_total
 
 
-def calibrate(raster: str, model: str, heatmap: bool = False, calibration_tiles: int = 256,
-              **params: Any) -> tuple[float, float]:
-    """``(fixed_seconds, seconds_per_tile)`` for this setup, measured on the raster's centre."""
+def calibrate(raster: str, model: str, heatmap: bool, plan: Any, transform: Any,
+              calibration_tiles: int = 256, **params: Any) -> tuple[float, float]:
+    """``(fixed_seconds, seconds_per_tile)`` for this setup, measured at the centre of ``plan`` (the run's
+    plan, with ``transform`` the raster's)."""
     from ..zoo import resolve_model
 
     key = (str(resolve_model(model).resolve()), str(Path(raster).resolve()), heatmap,
-           *(params.get(k) for k in ("device", "runtime", "batch_size", "cam", "tile_size", "stride", "gsd")))
+           *(params.get(k) for k in ("device", "runtime", "threads", "streams", "batch_size", "cam",
+                                     "tile_size", "stride", "gsd")))
     if key in _CACHE:
         return _CACHE[key]
-    plan, transform = _plan(raster, model, params)
     with tempfile.TemporaryDirectory(prefix="rs-scene-eta-") as tmp:
         # a one-tile run first, so a one-off ONNX export is not counted as the fixed cost of every run
         _run(raster, model, heatmap, _centre_extent(plan, transform, 1), params, tmp)
@@ -84,8 +85,8 @@ def estimate_run(raster: str, model: str, heatmap: bool = False, **params: Any) 
     """``(seconds, tiles)`` of a ``classify`` of ``raster`` with ``model`` (``params``: ClassifyParams fields
     such as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``). The first call for a setup runs
     a short calibration (a few seconds); later calls are instant."""
-    fixed, per_tile = calibrate(raster, model, heatmap, **params)
-    plan, _ = _plan(raster, model, params)
+    plan, transform = _plan(raster, model, params)
+    fixed, per_tile = calibrate(raster, model, heatmap, plan, transform, **params)
     return fixed + len(plan.tiles) * per_tile, len(plan.tiles)
 
 

@@ -38,8 +38,8 @@ GPU_READ_WORKERS = 4
 def read_size(plan: TilePlan, card: ModelCard, fast: bool = True) -> int:
     """Edge of the tiles the reader returns. When the model's input is a whole multiple of the tile's raster
     pixels, tiles are read at their native size (one GDAL call per run of tiles, ~10x cheaper than GDAL's
-    resampling) and ``prepare`` upsamples the batch bilinearly in torch, exactly as training resized its
-    patches; otherwise GDAL resamples each tile on read."""
+    resampling) and ``prepare`` upsamples the batch bilinearly (OpenCV on CPU, torch elsewhere), as training
+    resized its patches; otherwise GDAL resamples each tile on read."""
     return plan.tile_src if fast and card.input_size % plan.tile_src == 0 else card.input_size
 
 
