@@ -49,6 +49,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("     bands: " + ", ".join(f"{i + 1}={n or '?'}" for i, n in enumerate(info["band_names"]))
           + (" (unnamed 8-bit bands: assumed aerial order; override with --bands)"
              if info["band_names_assumed"] else ""))
+    if any(v != 1 for v in info["scales"]) or any(v != 0 for v in info["offsets"]):
+        print("   scaling: " + ", ".join(f"{i + 1}: x{sc:g} {off:+g}" for i, (sc, off)
+                                          in enumerate(zip(info["scales"], info["offsets"], strict=True)))
+              + " (declared; applied before classifying)")
     for f in fits:
         print(f"     model: {f['model']}: " + ("fits (bands found by name)" if f["fits"] else f["why"]))
     return 0

@@ -1,4 +1,4 @@
-"""Band names, band resolution against model cards, and per-band scaling by dtype."""
+"""Band names, band resolution against model cards, and per-band scaling by dtype and declared scale/offset."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from conftest import write_raster
 from rs_scene.bands import canonical_band, resolve_bands
 from rs_scene.errors import RSSceneError
-from rs_scene.io.raster import TileReader, default_divisor
+from rs_scene.io.raster import TileReader, band_scaling, bands_divisor, default_divisor
 from rs_scene.io.tiling import Tile
 
 S2_MODEL = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
@@ -83,3 +84,60 @@ def test_nodata_and_padding_count_as_invalid(tmp_path: Path) -> None:
     assert np.allclose(left.data[0][:, :10], 0.5), "invalid pixels get the fill value, never raw zeros"
     assert np.allclose(left.data[0][:, 10:], 0.1)
     assert edge.valid_fraction == pytest.approx(8 * 32 / (32 * 32))
+
+
+def _declare(path: Path, scales: list[float], offsets: list[float]) -> None:
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = scales, offsets
+
+
+def test_declared_scale_and_offset_are_applied_before_the_divisor(tmp_path: Path) -> None:
+    """Band 1 as Sentinel-2 L2A of baseline 04.00 stores it (raw offset -1000), band 2 with a scale as well;
+    raw 0 is nodata, compared before any scaling. Joined and single reads."""
+    rng = np.random.default_rng(3)
+    raw = rng.integers(1000, 6000, size=(2, 64, 192), dtype=np.uint16)
+    raw[:, 5:9, 70:90] = 0
+    path = write_raster(tmp_path / "s.tif", raw, nodata=0)
+    _declare(path, [1.0, 2.0], [-1000.0, 500.0])
+    with rasterio.open(path) as ds:
+        assert band_scaling(ds, [1, 2]) == ([1.0, 2.0], [-1000.0, 500.0])
+        assert band_scaling(ds, [1]) == ([1.0], [-1000.0])
+    want = np.stack([(raw[0] - 1000.0) / 10000.0, (raw[1] * 2.0 + 500.0) / 10000.0]).astype(np.float32)
+    valid = (raw != 0).any(0)
+    fill = [0.5, 0.25]
+    reader = TileReader(str(path), [1, 2], 64, 10000.0, fill)
+    try:
+        tiles = [Tile(0, k, 64 * k, 0, 64, 64) for k in range(3)]
+        buf = np.empty((3, 2, 64, 64), dtype=np.float32)
+        joined = reader.read_run(tiles, out=buf)
+        single = [reader.read(t) for t in tiles]
+    finally:
+        reader.close()
+    for k, (a, b) in enumerate(zip(joined, single, strict=True)):
+        part, ok = want[:, :, 64 * k : 64 * (k + 1)], valid[:, 64 * k : 64 * (k + 1)]
+        for r in (a, b):
+            assert np.array_equal(r.valid, ok)
+            assert np.allclose(r.data[:, ok], part[:, ok], atol=1e-6)
+            assert np.allclose(r.data[:, ~ok], np.asarray(fill)[:, None])
+    assert not valid[5:9, 70:90].any() and joined[1].valid_fraction == pytest.approx(1 - 4 * 20 / 64**2)
+
+
+def test_divisor_after_declared_scaling(tmp_path: Path) -> None:
+    raw = np.full((2, 16, 16), 1500, dtype=np.uint16)
+    plain = write_raster(tmp_path / "plain.tif", raw)
+    offset_only = write_raster(tmp_path / "offset.tif", raw)
+    _declare(offset_only, [1.0, 1.0], [-1000.0, -1000.0])
+    scaled = write_raster(tmp_path / "scaled.tif", raw)
+    _declare(scaled, [1e-4, 1e-4], [-0.1, -0.1])
+    with rasterio.open(plain) as a, rasterio.open(offset_only) as b, rasterio.open(scaled) as c:
+        assert band_scaling(a, [1, 2]) is None
+        assert bands_divisor(a, [1, 2], 10000.0) == 10000.0
+        assert bands_divisor(b, [1, 2], 10000.0) == 10000.0, "an offset alone leaves the values raw counts"
+        assert bands_divisor(c, [1, 2], 10000.0) == 1.0, "scaled values are already reflectance"
+
+
+def test_unusable_declared_scale_names_the_band(tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "z.tif", np.ones((2, 8, 8), dtype=np.uint16))
+    _declare(path, [1.0, 0.0], [0.0, 0.0])
+    with rasterio.open(path) as ds, pytest.raises(RSSceneError, match="band 2 declares an unusable scale"):
+        band_scaling(ds, [1, 2])

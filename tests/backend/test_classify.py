@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, run_cli
+from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, SCENES, run_cli
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
@@ -68,6 +68,48 @@ def test_sentinel2_scene(tmp_path: Path) -> None:
             assert f["bounds"] == pytest.approx(expected), (f["row"], f["col"])
 
 
+@pytest.mark.parametrize("scale,offset,opts", [(1.0, -100.0, ["--input-scale", "1000"]), (1e-3, -0.1, [])],
+                         ids=["offset-raw", "scale-offset"])
+def test_declared_band_offset_gives_the_same_classes(tmp_path: Path, scale: float, offset: float,
+                                                     opts: list[str]) -> None:
+    """The real scene stored as Sentinel-2 L2A of processing baseline 04.00 stores it: raw counts raised by
+    an offset that the file declares. Classified, it gives the original's classes and confidences."""
+    src = SCENES / "sen2_20210527_aber_subset.tif"
+    shifted = tmp_path / "shifted.tif"
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read()
+    raw = np.where(data == 0, 0, data + 100).astype(np.uint16)
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write(raw)
+        dst.scales, dst.offsets = [scale] * ds.count, [offset] * ds.count
+    grids = {}
+    for name, raster, extra in (("original", src, ["--input-scale", "1000"]), ("shifted", shifted, opts)):
+        grids[name] = tmp_path / f"{name}.gpkg"
+        run_cli("classify", raster, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, *extra,
+                "--out", grids[name], check=True)
+    with fiona.open(grids["original"]) as a, fiona.open(grids["shifted"]) as b:
+        fa, fb = [dict(f.properties) for f in a], [dict(f.properties) for f in b]
+    assert [f["class_name"] for f in fa] == [f["class_name"] for f in fb]
+    assert sum(f["status"] == "classified" for f in fa) >= 20
+    conf = [(f["confidence"], g["confidence"]) for f, g in zip(fa, fb, strict=True) if f["confidence"]]
+    assert max(abs(x - y) for x, y in conf) < 1e-4
+    info = run_cli("info", shifted, check=True).stdout
+    assert f"1: x{scale:g} {offset:+g}" in info, info
+    record = read_run_record(grids["shifted"])
+    assert record["band_offsets"] == [offset] * 10 and record["band_scales"] == [scale] * 10
+    # without the offset the same counts read 0.1 brighter: the classes move
+    unscaled = tmp_path / "unscaled.tif"
+    with rasterio.open(unscaled, "w", **profile) as dst:
+        dst.write(raw)
+    plain = tmp_path / "plain.gpkg"
+    run_cli("classify", unscaled, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
+            "1000", "--out", plain, check=True)
+    with fiona.open(plain) as c:
+        moved = sum(f["class_name"] != g["class_name"] for f, g in zip(fa, c, strict=True)
+                    for g in [dict(g.properties)])
+    assert moved >= 3, moved  # 9 of the 36 tiles here: sea turns to crop and pasture
+
+
 def test_naip_four_band_native_gsd(tmp_path: Path) -> None:
     out = tmp_path / "naip.gpkg"
     run_cli("classify", NAIP, "--model", "aerial-rgb", "--gsd", "native", "--tile-size", "128", "--out", out,
@@ -92,8 +134,8 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
     """Each tile's own Grad-CAM peak, mapped through the tile's transform, is inside that tile's polygon and is
     where the mosaicked GeoTIFF is hottest within the tile."""
     with rasterio.open(S2_SCENE) as ds:
-        x0, y0 = ds.transform * (128, 192)
-        x1, y1 = ds.transform * (128 + 4 * 64, 192 + 3 * 64)
+        x0, y0 = ds.transform @ (128, 192)
+        x1, y1 = ds.transform @ (128 + 4 * 64, 192 + 3 * 64)
     extent = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"
     out, heat = tmp_path / "g.gpkg", tmp_path / "h.tif"
     run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
@@ -111,7 +153,7 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
                 r = reader.read(t)
                 _, maps = runner.run(preprocess(torch.from_numpy(r.data[None]), card))
                 i, j = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
-                px, py = reader.tile_transform(t) * (j + 0.5, i + 0.5)
+                px, py = reader.tile_transform(t) @ (j + 0.5, i + 0.5)
                 bx0, by0, bx1, by1 = polygons[(t.row, t.col)]
                 assert bx0 <= px <= bx1 and by0 <= py <= by1, f"peak of tile {t} outside its polygon"
                 hr, hc = h.index(px, py)
@@ -126,8 +168,8 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
 @pytest.mark.parametrize("opts", [["--stride", "32"], ["--edge", "shift"]])
 def test_overlap_and_edge_options(tmp_path: Path, opts: list[str]) -> None:
     with rasterio.open(S2_SCENE) as ds:
-        x0, y0 = ds.transform * (0, 0)
-        x1, y1 = ds.transform * (200, 150)
+        x0, y0 = ds.transform @ (0, 0)
+        x1, y1 = ds.transform @ (200, 150)
     out, heat = tmp_path / "g.gpkg", tmp_path / "h.tif"
     run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
             "1000", "--extent", f"{x0},{y1},{x1},{y0}", "--out", out, "--heatmap", heat, *opts, check=True)
@@ -146,9 +188,9 @@ def test_mask_polygons_limit_the_work(tmp_path: Path) -> None:
     from rasterio.warp import transform_geom
 
     with rasterio.open(S2_SCENE) as ds:
-        x0, y1 = ds.transform * (0, 0)
-        x1, y0 = ds.transform * (256, 128)
-        xm = ds.transform * (128, 0)
+        x0, y1 = ds.transform @ (0, 0)
+        x1, y0 = ds.transform @ (256, 128)
+        xm = ds.transform @ (128, 0)
         crs = ds.crs
     extent = f"{x0},{y0},{x1},{y1}"
     left_half = {"type": "Polygon", "coordinates": [[(x0, y0), (xm[0], y0), (xm[0], y1), (x0, y1), (x0, y0)]]}

@@ -39,7 +39,7 @@ def raster(data_root: Path) -> str:
 
 def box_geom(ds: Any, box: tuple[int, int, int, int]) -> dict[str, Any]:
     c0, r0, c1, r1 = box
-    (x0, y0), (x1, y1) = ds.transform * (c0, r0), ds.transform * (c1, r1)
+    (x0, y0), (x1, y1) = ds.transform @ (c0, r0), ds.transform @ (c1, r1)
     ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
     return {"type": "Polygon", "coordinates": [ring]}
 

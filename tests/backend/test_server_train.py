@@ -25,7 +25,7 @@ def _labels(path: Path) -> Path:
     schema = {"geometry": "Polygon", "properties": {"landcover": "str"}}
     with fiona.open(path, "w", driver="GPKG", crs_wkt=crs, schema=schema) as dst:
         for name, (c, r, w, h) in boxes.items():
-            (x0, y0), (x1, y1) = t * (c, r), t * (c + w, r + h)
+            (x0, y0), (x1, y1) = t @ (c, r), t @ (c + w, r + h)
             ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
             dst.write({"geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {"landcover": name}})
     return path

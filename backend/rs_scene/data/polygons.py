@@ -23,7 +23,7 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from ..errors import RSSceneError
-from ..io.raster import TileReader, band_names, default_divisor, gsd_metres, open_raster
+from ..io.raster import TileReader, band_names, bands_divisor, gsd_metres, open_raster
 from ..io.tiling import Tile, tile_grid
 from .datasets import SceneData
 
@@ -181,7 +181,7 @@ def load_polygons(
         names = bands or [n or f"band{i + 1}" for i, n in enumerate(band_names(ds))]
         if len(names) != ds.count:
             raise RSSceneError(f"--bands names {len(names)} bands, raster {raster} has {ds.count}")
-        divisor = float(value_scale or default_divisor(ds.dtypes[0], 10000.0))
+        divisor = float(value_scale or bands_divisor(ds, list(range(1, ds.count + 1)), 10000.0))
         gsd = gsd_metres(ds)
     reader = TileReader(raster, list(range(1, len(names) + 1)), s.tile_size, divisor, [0.0] * len(names))
     try:

@@ -330,6 +330,8 @@ def _run_record(params: ClassifyParams, card: ModelCard, model_path: Path, plan:
         "model_file": str(model_path), "model_sha256": file_sha256(model_path),
         "parameters": {k: v for k, v in vars(params).items() if k not in ("raster", "model")},
         "bands": plan.bands, "divisor": plan.divisor, "raster_gsd_m": plan.raster_gsd,
+        "band_scales": plan.scaling[0] if plan.scaling else None,
+        "band_offsets": plan.scaling[1] if plan.scaling else None,
         "target_gsd_m": plan.target_gsd, "tile_px": plan.tile_src, "stride_px": plan.stride_src,
         "tiles_total": res.tiles_total, "tiles_classified": res.tiles_classified,
         "tiles_skipped": res.tiles_skipped, "class_counts": res.class_counts, "versions": runtime_versions(),

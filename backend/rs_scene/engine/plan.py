@@ -16,7 +16,7 @@ from rasterio.windows import from_bounds
 from ..bands import resolve_bands
 from ..card import ModelCard
 from ..errors import RSSceneError
-from ..io.raster import band_names, default_divisor, gsd_metres
+from ..io.raster import band_names, band_scaling, bands_divisor, gsd_metres
 from ..io.tiling import Tile, tile_grid
 
 MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scene
@@ -25,7 +25,7 @@ MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scen
 @dataclass
 class TilePlan:
     bands: list[int]
-    divisor: float
+    divisor: float  # after the bands' declared scale and offset (``scaling``), when they declare one
     raster_gsd: float
     target_gsd: float
     tile_src: int
@@ -34,6 +34,7 @@ class TilePlan:
     tiles: list[Tile]
     mask: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON geometries in the raster CRS
     mask_bounds: list[tuple[float, float, float, float]] = field(default_factory=list)
+    scaling: tuple[list[float], list[float]] | None = None  # the bands' declared (scales, offsets)
 
 
 def _area(ds: Any, extent: tuple[float, float, float, float] | None) -> tuple[int, int, int, int]:
@@ -71,8 +72,8 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
     if ds.crs is None:
         raise RSSceneError(f"{ds.name} has no CRS: a georeferenced raster is needed to place the tile grid")
     band_idx = resolve_bands(card.bands, band_names(ds), bands, source=ds.name)
-    dtypes = {ds.dtypes[i - 1] for i in band_idx}
-    divisor = float(input_scale) if input_scale else default_divisor(sorted(dtypes)[0], card.value_scale)
+    scaling = band_scaling(ds, band_idx)
+    divisor = float(input_scale) if input_scale else bands_divisor(ds, band_idx, card.value_scale)
     raster_gsd = gsd_metres(ds)
     target_gsd = raster_gsd if gsd == "native" else float(gsd or card.gsd)
     tile = tile_size or card.tile_size
@@ -93,7 +94,8 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
         tiles = tile_grid(area[2], area[3], tile_src, stride_src, edge, area[0], area[1])
     except ValueError as exc:
         raise RSSceneError(str(exc)) from exc
-    plan = TilePlan(band_idx, divisor, raster_gsd, target_gsd, tile_src, stride_src, area, tiles)
+    plan = TilePlan(band_idx, divisor, raster_gsd, target_gsd, tile_src, stride_src, area, tiles,
+                    scaling=scaling)
     if mask:
         plan.mask = read_mask(mask, ds.crs)
         plan.mask_bounds = [rasterio.features.bounds(g) for g in plan.mask]

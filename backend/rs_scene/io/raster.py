@@ -77,35 +77,64 @@ def raster_info(ds: Any) -> dict[str, Any]:
         "dtypes": sorted(set(ds.dtypes)), "crs": crs.to_string() if crs else None,
         "epsg": crs.to_epsg() if crs else None, "gsd_m": round(gsd_metres(ds), 4) if crs else None,
         "nodata": ds.nodata, "bounds": list(ds.bounds), "band_names": band_names(ds),
+        "scales": list(ds.scales), "offsets": list(ds.offsets),
         "band_names_assumed": assumed_aerial_order(ds),
         "transform": list(ds.transform)[:6],
     }
 
 
-def default_divisor(dtype: str, card_value_scale: float) -> float:
-    """What raw values are divided by: 255 for 8-bit, the card's reflectance scale for 16-bit, 1 for float."""
+def default_divisor(dtype: str, card_value_scale: float, scaled: bool = False) -> float:
+    """What raw values are divided by: 255 for 8-bit, the card's reflectance scale for 16-bit, 1 for float
+    and for bands that declare a scale factor (their values are physical, reflectance 0-1, once scaled)."""
+    if scaled or dtype.startswith("float"):
+        return 1.0
     if dtype == "uint8":
         return 255.0
-    if dtype.startswith("float"):
-        return 1.0
     return float(card_value_scale)
+
+
+def band_scaling(ds: Any, bands: list[int]) -> tuple[list[float], list[float]] | None:
+    """The scale and offset each of ``bands`` declares (GDAL band metadata: value = raw x scale + offset, as
+    QGIS shows it), or None when none declares any. Sentinel-2 L2A of processing baseline 04.00 and later
+    carries an offset of -1000 raw (-0.1 reflectance): ignoring it shifts every reflectance."""
+    scales = [float(ds.scales[b - 1]) if ds.scales[b - 1] is not None else 1.0 for b in bands]
+    offsets = [float(ds.offsets[b - 1]) if ds.offsets[b - 1] is not None else 0.0 for b in bands]
+    for b, sc, off in zip(bands, scales, offsets, strict=True):
+        if not (math.isfinite(sc) and math.isfinite(off)) or sc == 0:
+            raise RSSceneError(f"{ds.name}: band {b} declares an unusable scale {sc} / offset {off}")
+    if all(sc == 1 for sc in scales) and all(off == 0 for off in offsets):
+        return None
+    return scales, offsets
+
+
+def bands_divisor(ds: Any, bands: list[int], card_value_scale: float) -> float:
+    """:func:`default_divisor` of the raster's ``bands`` (their smallest type), after their scaling."""
+    scaling = band_scaling(ds, bands)
+    scaled = scaling is not None and any(sc != 1 for sc in scaling[0])
+    return default_divisor(sorted({ds.dtypes[b - 1] for b in bands})[0], card_value_scale, scaled)
 
 
 @dataclass
 class TileRead:
-    data: np.ndarray  # (C, S, S) float32, value-scaled, invalid pixels set to the fill values
+    data: np.ndarray  # (C, S, S) float32, (raw x scale + offset) / divisor, invalid pixels set to the fill
     valid: np.ndarray  # (S, S) bool
     valid_fraction: float
 
 
 class TileReader:
     """Reads tiles of one raster at a fixed output size: clipped to the raster, resampled on read, padded
-    explicitly (padding counts as invalid) and masked by nodata and optional polygons."""
+    explicitly (padding counts as invalid), masked by nodata and optional polygons, and scaled: the bands'
+    declared scale and offset (:func:`band_scaling`), then divided by ``divisor``."""
 
     def __init__(self, path: str, bands: list[int], out_size: int, divisor: float, fill: list[float]) -> None:
         self.ds = open_raster(path)
         self.bands, self.size, self.divisor = bands, out_size, divisor
         self.fill = np.asarray(fill, dtype=np.float32)[:, None, None]
+        scaling = band_scaling(self.ds, bands)
+        self.gain = self.bias = None  # per band, (C, 1, 1) float32, when the bands declare a scaling
+        if scaling is not None:
+            self.gain = (np.asarray(scaling[0], dtype=np.float64) / divisor).astype(np.float32)[:, None, None]
+            self.bias = (np.asarray(scaling[1], dtype=np.float64) / divisor).astype(np.float32)[:, None, None]
         self.has_mask = self.ds.nodata is not None or any(
             "per_dataset" in str(flags) or "nodata" in str(flags) for flags in self.ds.mask_flag_enums)
         self.nodata = self._nodata_values()
@@ -128,6 +157,14 @@ class TileReader:
             valid |= ~np.isnan(band) if math.isnan(value) else band != _as_dtype(value, band.dtype)
         return valid
 
+    def _scale_into(self, raw: np.ndarray, out: np.ndarray, where: Any = True) -> None:
+        """``out[where] = (raw x scale + offset) / divisor``, in float32."""
+        if self.gain is None:
+            np.divide(raw, self.divisor, out=out, where=where, dtype=np.float32, casting="unsafe")
+            return
+        np.multiply(raw, self.gain, out=out, where=where, dtype=np.float32, casting="unsafe")
+        np.add(out, self.bias, out=out, where=where)
+
     def close(self) -> None:
         self.ds.close()
 
@@ -148,7 +185,7 @@ class TileReader:
             resampling = Resampling.nearest if (ow, oh) == (cw, ch) else Resampling.bilinear
             block = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
                                  resampling=resampling).astype(np.float32)
-            data[:, oy : oy + oh, ox : ox + ow] = block / self.divisor
+            self._scale_into(block, data[:, oy : oy + oh, ox : ox + ow])
             if self.has_mask:
                 m = self.ds.dataset_mask(window=win, out_shape=(oh, ow), resampling=Resampling.nearest) > 0
             else:
@@ -225,10 +262,10 @@ class TileReader:
             valid[oy : oy + oh, ox : ox + w] = m
             cell = data[:, oy : oy + oh, ox : ox + w]
             if (oh, w) == (s, s) and m.all():  # the common case: no fill, no masked (slow) divide
-                np.divide(sub, self.divisor, out=cell, dtype=np.float32, casting="unsafe")
+                self._scale_into(sub, cell)
             else:
                 data[:] = self.fill
-                np.divide(sub, self.divisor, out=cell, where=m[None], dtype=np.float32, casting="unsafe")
+                self._scale_into(sub, cell, where=m[None])
             if mask_fn is not None:
                 extra = mask_fn(t, self.tile_transform(t), s)
                 np.copyto(data, np.broadcast_to(self.fill, data.shape), where=(valid & ~extra)[None])
