@@ -15,7 +15,7 @@ from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, SCENES, run_cli
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
-from rs_scene.explain.cam import CamRunner
+from rs_scene.explain.cam import CamRunner, resample_maps
 from rs_scene.io.raster import TileReader
 from rs_scene.io.writers import read_run_record
 
@@ -131,8 +131,8 @@ def test_landsat_rgb_records_skipped_nodata_tiles(tmp_path: Path) -> None:
 
 
 def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
-    """Each tile's own Grad-CAM peak, mapped through the tile's transform, is inside that tile's polygon and is
-    where the mosaicked GeoTIFF is hottest within the tile."""
+    """Each tile's own Grad-CAM peak, placed on its receptive field and mapped through the tile's window, is
+    inside that tile's polygon and is where the mosaicked GeoTIFF is hottest within the tile."""
     with rasterio.open(S2_SCENE) as ds:
         x0, y0 = ds.transform @ (128, 192)
         x1, y1 = ds.transform @ (128 + 4 * 64, 192 + 3 * 64)
@@ -146,14 +146,16 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
     assert len(plan.tiles) == 12
     polygons = {(f.properties["row"], f.properties["col"]): fiona.bounds(f) for f in fiona.open(out)}
     reader = TileReader(str(S2_SCENE), plan.bands, card.input_size, plan.divisor, card.mean)
-    runner = CamRunner(model, "gradcam")
+    size = (card.input_size, card.input_size)
+    runner = CamRunner(model, "gradcam", (len(card.bands), *size))
     try:
         with rasterio.open(heat) as h:
             for t in plan.tiles:
                 r = reader.read(t)
                 _, maps = runner.run(preprocess(torch.from_numpy(r.data[None]), card))
-                i, j = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
-                px, py = reader.tile_transform(t) @ (j + 0.5, i + 0.5)
+                placed = resample_maps(maps, (t.h, t.w), runner.alignment(size))[0]
+                i, j = np.unravel_index(np.argmax(placed), placed.shape)
+                px, py = h.transform @ (t.x - plan.area[0] + j + 0.5, t.y - plan.area[1] + i + 0.5)
                 bx0, by0, bx1, by1 = polygons[(t.row, t.col)]
                 assert bx0 <= px <= bx1 and by0 <= py <= by1, f"peak of tile {t} outside its polygon"
                 hr, hc = h.index(px, py)

@@ -23,7 +23,7 @@ from rs_scene.data.transforms import resize, upsample_for_inference
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import _tile_maps, prepare
 from rs_scene.engine.runtime import OnnxRunner, TorchRunner
-from rs_scene.explain.cam import CamRunner
+from rs_scene.explain.cam import NO_ALIGNMENT, CamRunner
 from rs_scene.io.raster import TileReader
 from rs_scene.io.tiling import Tile, tile_grid
 from rs_scene.io.writers import HEAT_NODATA, HeatmapWriter
@@ -214,13 +214,21 @@ def test_inference_upsampling_equals_torch_bilinear(src: int, size: int) -> None
 
 
 def test_batched_map_resize_equals_per_tile_resize() -> None:
+    """Unaligned, the maps are torch's bilinear resize; aligned, tiles of one size (one call) and of mixed
+    sizes (one call each) give the same maps."""
     maps = np.random.default_rng(1).random((5, 128, 128), dtype=np.float32)
     tiles = [Tile(0, i, 64 * i, 0, 64, 64) for i in range(5)]
-    batched = _tile_maps(maps, tiles)
+    batched = _tile_maps(maps, tiles, NO_ALIGNMENT)
     for m, t, b in zip(maps, tiles, batched):
         ref = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(t.h, t.w), mode="bilinear",
                                               align_corners=False)[0, 0].numpy()
-        np.testing.assert_array_equal(b, ref)
+        np.testing.assert_allclose(b, ref, atol=1e-5)
+    align = ((1.0, 15.5), (1.0, 15.5))
+    same = _tile_maps(maps, tiles, align)
+    mixed = _tile_maps(maps, tiles[:4] + [Tile(0, 4, 256, 0, 64, 40)], align)
+    for a, b in zip(same[:4], mixed[:4]):
+        np.testing.assert_array_equal(a, b)
+    assert mixed[4].shape == (40, 64) and not np.allclose(same[0], batched[0], atol=1e-3)
 
 
 def test_streamed_heatmap_equals_in_memory_mosaic(tmp_path: Path) -> None:

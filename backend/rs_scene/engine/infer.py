@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
 from ..data.transforms import upsample_for_inference
 from ..errors import RSSceneError
-from ..explain.cam import CamRunner
+from ..explain.cam import Alignment, CamRunner, resample_maps
 from ..io.raster import open_raster
 from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
@@ -161,7 +161,7 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, multi)
             if params.heatmap:
                 writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src)
-                cam = CamRunner(model, params.cam)
+                cam = CamRunner(model, params.cam, (len(card.bands), card.input_size, card.input_size))
             if params.class_raster:
                 cells = (plan.stride_src,) * 2, (plan.tile_src,) * 2
                 writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
@@ -173,6 +173,9 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 result = _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
             result.runtime = runner.name
             record = _run_record(params, card, model_path, plan, result)
+            if cam is not None:  # where the maps were read to put their cells on their receptive fields
+                (gy, oy), (gx, ox) = cam.alignment((card.input_size, card.input_size))
+                record["heatmap_alignment"] = {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]}
             for key, w in writers.items():
                 w.commit(record) if key == "grid" else w.commit()
         except BaseException:
@@ -278,7 +281,7 @@ def _write_batch(item: Inferred, card: ModelCard, cam: CamRunner | None, target:
     maps = item.maps
     if item.feats is not None and cam is not None:
         maps = cam.maps_from_features(item.feats, item.logits, target, item.size)
-    tile_maps = _tile_maps(maps, batch.run) if maps is not None else None
+    tile_maps = _tile_maps(maps, batch.run, cam.alignment(item.size)) if maps is not None and cam else None
     results = {}
     for j, (t, rec) in enumerate(zip(batch.run, tile_records(card, probs), strict=True)):
         results[t] = rec
@@ -289,17 +292,13 @@ def _write_batch(item: Inferred, card: ModelCard, cam: CamRunner | None, target:
     return results
 
 
-def _tile_maps(maps: np.ndarray, tiles: list[Tile]) -> list[np.ndarray]:
-    """Resize maps from model pixels back to their tiles' raster pixels, in one call when (as in any tile
-    grid) the tiles share one size."""
-    m = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
+def _tile_maps(maps: np.ndarray, tiles: list[Tile], align: Alignment) -> list[np.ndarray]:
+    """Maps from model pixels to their tiles' raster pixels, each cell back on its receptive field
+    (:meth:`CamRunner.alignment`); in one call when (as in any tile grid) the tiles share a size."""
     sizes = {(t.h, t.w) for t in tiles}
-    if sizes == {tuple(m.shape[-2:])}:
-        return list(maps)
     if len(sizes) == 1:
-        return list(F.interpolate(m, size=sizes.pop(), mode="bilinear", align_corners=False)[:, 0].numpy())
-    return [F.interpolate(m[i : i + 1], size=(t.h, t.w), mode="bilinear", align_corners=False)[0, 0].numpy()
-            for i, t in enumerate(tiles)]
+        return list(resample_maps(maps, sizes.pop(), align))
+    return [resample_maps(maps[i : i + 1], (t.h, t.w), align)[0] for i, t in enumerate(tiles)]
 
 
 def _add_heat(writer: HeatmapWriter, t: Tile, cam_map: np.ndarray, valid: np.ndarray) -> None:

@@ -8,6 +8,11 @@ same forward pass as the logits, with no backward pass. Post-processing follows 
 (per-map min-max scaling, bilinear resize to the input, ReLU, min-max again), so both agree within float
 error.
 Every other CAM method runs through pytorch-grad-cam.
+
+Placing a map on the raster (:func:`cam_alignment`, :func:`resample_maps`): a plain resize of the feature
+grid draws cell ``j`` centred at ``(j + 0.5) * S`` input pixels (``S`` = input / grid size), but the cell's
+receptive field is centred where the network's convolutions put it, half a cell up-left of that in the usual
+networks. Maps are shifted back there before they are mosaicked.
 """
 
 from __future__ import annotations
@@ -57,6 +62,96 @@ def gradcam_from_features(feats: torch.Tensor, head_weight: torch.Tensor, classe
     return _minmax(torch.relu(cam))
 
 
+_GEOMETRY = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _padding(m: nn.Module, k: int, d: int, axis: int) -> float:
+    pad = m.padding
+    if isinstance(pad, str):  # Conv2d's 'valid' / 'same' (stride 1)
+        return 0.0 if pad == "valid" else d * (k - 1) / 2
+    return float(_pair(pad)[axis])
+
+
+Alignment = tuple[tuple[float, float], tuple[float, float]]  # per axis (y, x): gain, offset
+NO_ALIGNMENT: Alignment = ((1.0, 0.0), (1.0, 0.0))
+
+
+def cam_alignment(model: nn.Module, layer: nn.Module, channels: int,
+                  size: tuple[int, int]) -> Alignment:
+    """Where to read a CAM map, resized plainly from ``layer``'s grid to the input's ``size``, so that each
+    cell lands on the centre of its receptive field: per axis (gain, offset), the map's value for input
+    position u is the resized map's at ``gain * u + offset`` (continuous pixel coordinates). Found by
+    following one forward pass through the convolutions and poolings that lead to ``layer``.
+
+    A layer of kernel k, stride s, padding p and dilation d centres its output j on input s*j - p + d*(k-1)/2;
+    with 'same' padding (p = d*(k-1)/2) that is s*j. Five stride-2 layers thus centre cell j on input pixel
+    32*j (its centre at 32*j + 0.5), which a resize draws at 32*j + 16: (1, 15.5), the map moved 15.5 px back
+    up-left. Layers are followed along the resolutions the input goes through; one whose input is not the
+    current resolution is a parallel branch (ResNet's 1x1 shortcut runs after the block's first convolution)
+    and is skipped. :data:`NO_ALIGNMENT` where that chain does not explain the map's size."""
+    events: list[tuple[nn.Module | None, tuple[int, ...], tuple[int, ...]]] = []
+
+    def geometric(m: nn.Module, inp: Any, out: Any) -> None:
+        events.append((m, tuple(inp[0].shape[-2:]), tuple(out.shape[-2:])))
+
+    def reached(m: nn.Module, inp: Any, out: Any) -> None:
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        events.append((None, (), tuple(o.shape[-2:])))
+
+    hooks = [m.register_forward_hook(geometric) for m in model.modules() if isinstance(m, _GEOMETRY)]
+    hooks.append(layer.register_forward_hook(reached))
+    try:
+        p = next(model.parameters())
+        with torch.inference_mode():
+            run = getattr(model, "forward_features", model)  # the CAM layer lies on the way to the features
+            run(torch.zeros(1, channels, *size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    end = next((o for m, _, o in events if m is None), None)
+    if end is None:
+        return NO_ALIGNMENT
+    out = []
+    for axis in (0, 1):
+        cur, a, b = size[axis], 1.0, 0.0  # input index = a * j + b for cell j of the current resolution
+        for m, i, o in events:
+            if m is None:
+                break
+            if i[axis] != cur:
+                continue
+            k, st = _pair(m.kernel_size)[axis], _pair(m.stride)[axis]
+            d = _pair(getattr(m, "dilation", 1))[axis]
+            b += a * (d * (k - 1) / 2 - _padding(m, k, d, axis))
+            a *= st
+            cur = o[axis]
+        if cur != end[axis]:
+            return NO_ALIGNMENT
+        # the resize shows cell j at u / scale - 0.5 = j; its receptive field is centred at u = a*j + b + 0.5
+        scale = size[axis] / end[axis]
+        out.append((scale / a, scale * (0.5 - (b + 0.5) / a)))
+    return out[0], out[1]
+
+
+def resample_maps(maps: np.ndarray, out_hw: tuple[int, int], align: Alignment = NO_ALIGNMENT) -> np.ndarray:
+    """Maps ``(N, H, W)`` at the network input's pixels, resampled bilinearly to ``out_hw`` (a tile's raster
+    pixels), read where :func:`cam_alignment`'s ``align`` says; the edge value continues beyond the edge."""
+    n, h, w = maps.shape
+    if (h, w) == tuple(out_hw) and align == NO_ALIGNMENT:
+        return maps
+    m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    axes = []
+    for length, new, (gain, offset) in zip((h, w), out_hw, align, strict=True):
+        u = (torch.arange(new, dtype=torch.float64) + 0.5) * (length / new)  # in input pixels
+        axes.append(((gain * u + offset) * (2 / length) - 1).float())
+    gy, gx = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack([gx, gy], -1)[None].expand(n, *out_hw, 2)
+    return F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0].numpy()
+
+
 def supports_fast_gradcam(model: nn.Module) -> bool:
     return (hasattr(model, "forward_features") and hasattr(model, "forward_head")
             and isinstance(getattr(model, "head", None), nn.Linear))
@@ -65,10 +160,18 @@ def supports_fast_gradcam(model: nn.Module) -> bool:
 class CamRunner:
     """``run(x, target) -> (logits, maps)``; ``target`` None = each tile's predicted class (or top score)."""
 
-    def __init__(self, model: nn.Module, method: str = "gradcam") -> None:
+    def __init__(self, model: nn.Module, method: str = "gradcam",
+                 input_shape: tuple[int, int, int] | None = None) -> None:
+        """``input_shape`` (bands, height, width) of the batches to come: their maps' alignment is measured
+        here, before any batch runs (it hooks the model for one forward pass)."""
         if method not in CAM_METHODS:
             raise RSSceneError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}")
         self.model, self.method = model, method
+        self._align: dict[tuple[int, int], Alignment] = {}
+        layer = getattr(model, "cam_layer", None)
+        if input_shape is not None and layer is not None:
+            c, h, w = input_shape
+            self._align[(h, w)] = cam_alignment(model, layer, c, (h, w))
         self.fast = method == "gradcam" and supports_fast_gradcam(model)
         self.cam = None
         if not self.fast:
@@ -99,6 +202,11 @@ class CamRunner:
             classes = logits.argmax(1) if target is None else torch.full_like(logits[:, 0], target).long()
             weight = self.model.head.weight.to(feats.device)
             return gradcam_from_features(feats, weight, classes.to(feats.device), size).cpu().numpy()
+
+    def alignment(self, size: tuple[int, int]) -> Alignment:
+        """:func:`cam_alignment` of the CAM layer for inputs of ``size``, as measured at construction;
+        :data:`NO_ALIGNMENT` (maps drawn as resized) for a size it was not given."""
+        return self._align.get((size[0], size[1]), NO_ALIGNMENT)
 
     def close(self) -> None:
         if self.cam is not None:
