@@ -34,9 +34,10 @@ def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
 
 def _centre_extent(plan: Any, transform: Any, tiles: int) -> tuple[float, float, float, float]:
     x0, y0, w, h = plan.area
-    side = min(max(int(math.ceil(math.sqrt(tiles))), 1) * plan.stride_src + plan.tile_src - plan.stride_src,
-               w, h)
-    win = Window(x0 + (w - side) // 2, y0 + (h - side) // 2, side, side)
+    n = max(int(math.ceil(math.sqrt(tiles))), 1)
+    sw = min(n * plan.stride_src + plan.tile_src - plan.stride_src, w)
+    sh = min(n * plan.stride_src_y + plan.tile_src_y - plan.stride_src_y, h)
+    win = Window(x0 + (w - sw) // 2, y0 + (h - sh) // 2, sw, sh)
     return bounds(win, transform)
 
 

@@ -45,8 +45,8 @@ def workload(raster: str, model: str, spec: dict[str, Any]) -> dict[str, Any]:
         plan = make_plan(ds, card, **{k: spec[k] for k in keys if spec.get(k) is not None})
         w, h = plan.area[2], plan.area[3]
     return {"raster": raster, "width": w, "height": h, "tiles": len(plan.tiles), "tile_px": plan.tile_src,
-            "gsd_m": plan.raster_gsd, "area_km2": w * h * plan.raster_gsd**2 / 1e6, "model": card.name,
-            "architecture": card.architecture, "input_size": card.input_size}
+            "gsd_m": plan.raster_gsd, "area_km2": w * h * plan.raster_gsd * plan.raster_gsd_y / 1e6,
+            "model": card.name, "architecture": card.architecture, "input_size": card.input_size}
 
 
 def machine() -> dict[str, Any]:

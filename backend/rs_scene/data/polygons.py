@@ -23,7 +23,7 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from ..errors import RSSceneError
-from ..io.raster import TileReader, band_names, bands_divisor, gsd_metres, open_raster
+from ..io.raster import TileReader, band_names, bands_divisor, gsd_metres, gsd_metres_xy, open_raster
 from ..io.tiling import Tile, tile_grid
 from .datasets import SceneData
 
@@ -88,10 +88,15 @@ def sample_tiles(
     s: PolygonSampling,
     path: str = "labels",
 ) -> list[tuple[Tile, int]]:
-    """Tiles of the grid over the polygons' box, each with the class that covers ``min_overlap`` of it."""
+    """Tiles of the grid over the polygons' box, each with the class that covers ``min_overlap`` of it.
+    Tiles are ``tile_size`` pixels wide and square on the ground, as classify cuts them."""
     win = _label_window(ds, geoms, path)
     w, h = int(win.width), int(win.height)
-    if w < s.tile_size or h < s.tile_size:
+    gx, gy = gsd_metres_xy(ds)
+    tile = (s.tile_size, max(round(s.tile_size * gx / gy), 1))
+    step = s.stride or s.tile_size
+    stride = (step, max(round(step * gx / gy), 1))
+    if w < tile[0] or h < tile[1]:
         raise RSSceneError(
             f"the polygons of {path} span {w} x {h} raster px, less than one {s.tile_size}-px tile"
         )
@@ -104,9 +109,7 @@ def sample_tiles(
         dtype="uint16",
     )
     out = []
-    for t in tile_grid(
-        w, h, s.tile_size, s.stride or s.tile_size, "drop", int(win.col_off), int(win.row_off)
-    ):
+    for t in tile_grid(w, h, tile, stride, "drop", int(win.col_off), int(win.row_off)):
         patch = label[
             t.y - int(win.row_off) : t.y - int(win.row_off) + t.h,
             t.x - int(win.col_off) : t.x - int(win.col_off) + t.w,

@@ -160,10 +160,10 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 multi = card.task == "multi-label"
                 writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, multi)
             if params.heatmap:
-                writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src)
+                writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src_y)
                 cam = CamRunner(model, params.cam, (len(card.bands), card.input_size, card.input_size))
             if params.class_raster:
-                cells = (plan.stride_src,) * 2, (plan.tile_src,) * 2
+                cells = (plan.stride_src, plan.stride_src_y), (plan.tile_src, plan.tile_src_y)
                 writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
                                                        card.classes)
             # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
@@ -331,7 +331,8 @@ def _run_record(params: ClassifyParams, card: ModelCard, model_path: Path, plan:
         "bands": plan.bands, "divisor": plan.divisor, "raster_gsd_m": plan.raster_gsd,
         "band_scales": plan.scaling[0] if plan.scaling else None,
         "band_offsets": plan.scaling[1] if plan.scaling else None,
-        "target_gsd_m": plan.target_gsd, "tile_px": plan.tile_src, "stride_px": plan.stride_src,
+        "raster_gsd_y_m": plan.raster_gsd_y, "target_gsd_m": plan.target_gsd, "tile_px": plan.tile_src,
+        "tile_px_y": plan.tile_src_y, "stride_px": plan.stride_src, "stride_px_y": plan.stride_src_y,
         "tiles_total": res.tiles_total, "tiles_classified": res.tiles_classified,
         "tiles_skipped": res.tiles_skipped, "class_counts": res.class_counts, "versions": runtime_versions(),
     }

@@ -16,7 +16,7 @@ from rasterio.windows import from_bounds
 from ..bands import resolve_bands
 from ..card import ModelCard
 from ..errors import RSSceneError
-from ..io.raster import band_names, band_scaling, bands_divisor, gsd_metres
+from ..io.raster import band_names, band_scaling, bands_divisor, gsd_metres_xy
 from ..io.tiling import Tile, tile_grid
 
 MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scene
@@ -26,15 +26,24 @@ MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scen
 class TilePlan:
     bands: list[int]
     divisor: float  # after the bands' declared scale and offset (``scaling``), when they declare one
-    raster_gsd: float
+    raster_gsd: float  # metres, across the raster (x)
     target_gsd: float
-    tile_src: int
+    tile_src: int  # tile width in raster pixels
     stride_src: int
     area: tuple[int, int, int, int]  # x0, y0, w, h in raster pixels
     tiles: list[Tile]
     mask: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON geometries in the raster CRS
     mask_bounds: list[tuple[float, float, float, float]] = field(default_factory=list)
     scaling: tuple[list[float], list[float]] | None = None  # the bands' declared (scales, offsets)
+    # down the raster, where pixels are not square on the ground (else as across: raster_gsd, tile_src, ...)
+    raster_gsd_y: float = 0.0
+    tile_src_y: int = 0
+    stride_src_y: int = 0
+
+    def __post_init__(self) -> None:
+        self.raster_gsd_y = self.raster_gsd_y or self.raster_gsd
+        self.tile_src_y = self.tile_src_y or self.tile_src
+        self.stride_src_y = self.stride_src_y or self.stride_src
 
 
 def _area(ds: Any, extent: tuple[float, float, float, float] | None) -> tuple[int, int, int, int]:
@@ -74,28 +83,33 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
     band_idx = resolve_bands(card.bands, band_names(ds), bands, source=ds.name)
     scaling = band_scaling(ds, band_idx)
     divisor = float(input_scale) if input_scale else bands_divisor(ds, band_idx, card.value_scale)
-    raster_gsd = gsd_metres(ds)
-    target_gsd = raster_gsd if gsd == "native" else float(gsd or card.gsd)
+    gx, gy = gsd_metres_xy(ds)
+    target_gsd = min(gx, gy) if gsd == "native" else float(gsd or card.gsd)
     tile = tile_size or card.tile_size
     step = stride or card.stride or tile
-    factor = target_gsd / raster_gsd
-    tile_src, stride_src = max(round(tile * factor), 1), max(round(step * factor), 1)
-    if tile_src < MIN_TILE_SRC:
+    # tiles square on the ground, as the model was trained: pixels that are not (a geographic CRS away from
+    # the equator) get tiles of as many more pixels along their shorter side
+    fx, fy = target_gsd / gx, target_gsd / gy
+    tile_x, tile_y = max(round(tile * fx), 1), max(round(tile * fy), 1)
+    stride_x, stride_y = max(round(step * fx), 1), max(round(step * fy), 1)
+    if min(tile_x, tile_y) < MIN_TILE_SRC:
+        coarse = max(gx, gy)
         raise RSSceneError(
-            f"{ds.name}: the raster's {raster_gsd:.2f} m pixels are much coarser than the model's "
-            f"{target_gsd:.2f} m; a {tile}-px model tile would cover {tile * factor:.2f} raster pixels. "
-            "Pass --gsd native to classify at the raster's own resolution")
+            f"{ds.name}: the raster's {coarse:.2f} m pixels are much coarser than the model's "
+            f"{target_gsd:.2f} m; a {tile}-px model tile would cover {tile * target_gsd / coarse:.2f} raster "
+            "pixels. Pass --gsd native to classify at the raster's own resolution")
     area = _area(ds, extent)
-    if tile_src > area[2] or tile_src > area[3]:
+    if tile_x > area[2] or tile_y > area[3]:
+        size = f"{tile_x}" if tile_x == tile_y else f"{tile_x} x {tile_y}"
         raise RSSceneError(
-            f"tile of {tile_src} raster px ({tile} px at {target_gsd:g} m) is larger than the "
+            f"tile of {size} raster px ({tile} px at {target_gsd:g} m) is larger than the "
             f"{'extent' if extent else 'raster'} ({area[2]} x {area[3]} px); use a smaller --tile-size")
     try:
-        tiles = tile_grid(area[2], area[3], tile_src, stride_src, edge, area[0], area[1])
+        tiles = tile_grid(area[2], area[3], (tile_x, tile_y), (stride_x, stride_y), edge, area[0], area[1])
     except ValueError as exc:
         raise RSSceneError(str(exc)) from exc
-    plan = TilePlan(band_idx, divisor, raster_gsd, target_gsd, tile_src, stride_src, area, tiles,
-                    scaling=scaling)
+    plan = TilePlan(band_idx, divisor, gx, target_gsd, tile_x, stride_x, area, tiles, scaling=scaling,
+                    raster_gsd_y=gy, tile_src_y=tile_y, stride_src_y=stride_y)
     if mask:
         plan.mask = read_mask(mask, ds.crs)
         plan.mask_bounds = [rasterio.features.bounds(g) for g in plan.mask]

@@ -40,7 +40,8 @@ def read_size(plan: TilePlan, card: ModelCard, fast: bool = True) -> int:
     pixels, tiles are read at their native size (one GDAL call per run of tiles, ~10x cheaper than GDAL's
     resampling) and ``prepare`` upsamples the batch bilinearly (OpenCV on CPU, torch elsewhere), as training
     resized its patches; otherwise GDAL resamples each tile on read."""
-    return plan.tile_src if fast and card.input_size % plan.tile_src == 0 else card.input_size
+    square = plan.tile_src == plan.tile_src_y
+    return plan.tile_src if fast and square and card.input_size % plan.tile_src == 0 else card.input_size
 
 
 def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, batch_size: int,

@@ -59,15 +59,26 @@ def assumed_aerial_order(ds: Any, names: list[str | None] | None = None) -> bool
     return ds.count in (3, 4) and all(n is None for n in names) and set(ds.dtypes) == {"uint8"}
 
 
-def gsd_metres(ds: Any) -> float:
-    """Ground sampling distance in metres (geographic CRSs converted at the raster's centre latitude)."""
-    res = abs(ds.transform.a)
+def gsd_metres_xy(ds: Any) -> tuple[float, float]:
+    """A pixel's ground size in metres across (x) and down (y). A geographic CRS's degrees are converted at
+    the raster's centre latitude on the WGS84 ellipsoid: a degree of longitude shrinks with the cosine of the
+    latitude while one of latitude stays ~111 km, so a raster in EPSG:4326 at 52 deg N has pixels 0.62 times
+    as wide as they are tall."""
+    rx, ry = abs(ds.transform.a), abs(ds.transform.e)
     if ds.crs is not None and ds.crs.is_geographic:
-        lat = (ds.bounds.top + ds.bounds.bottom) / 2
-        return res * 111_320.0 * math.cos(math.radians(lat))
+        phi = math.radians((ds.bounds.top + ds.bounds.bottom) / 2)
+        per_lat = 111_132.954 - 559.822 * math.cos(2 * phi) + 1.175 * math.cos(4 * phi)
+        per_lon = 111_412.84 * math.cos(phi) - 93.5 * math.cos(3 * phi) + 0.118 * math.cos(5 * phi)
+        return rx * per_lon, ry * per_lat
     if ds.crs is not None and ds.crs.linear_units_factor:
-        return res * ds.crs.linear_units_factor[1]
-    return res
+        f = ds.crs.linear_units_factor[1]
+        return rx * f, ry * f
+    return rx, ry
+
+
+def gsd_metres(ds: Any) -> float:
+    """Ground sampling distance in metres across the raster (x; see :func:`gsd_metres_xy`)."""
+    return gsd_metres_xy(ds)[0]
 
 
 def raster_info(ds: Any) -> dict[str, Any]:
@@ -76,6 +87,7 @@ def raster_info(ds: Any) -> dict[str, Any]:
         "path": ds.name, "driver": ds.driver, "width": ds.width, "height": ds.height, "count": ds.count,
         "dtypes": sorted(set(ds.dtypes)), "crs": crs.to_string() if crs else None,
         "epsg": crs.to_epsg() if crs else None, "gsd_m": round(gsd_metres(ds), 4) if crs else None,
+        "gsd_y_m": round(gsd_metres_xy(ds)[1], 4) if crs else None,
         "nodata": ds.nodata, "bounds": list(ds.bounds), "band_names": band_names(ds),
         "scales": list(ds.scales), "offsets": list(ds.offsets),
         "band_names_assumed": assumed_aerial_order(ds),

@@ -55,13 +55,17 @@ def axis_starts(length: int, tile: int, stride: int, edge: str = "pad") -> list[
 
 
 def tile_grid(
-    width: int, height: int, tile: int, stride: int | None = None, edge: str = "pad", x0: int = 0, y0: int = 0
+    width: int, height: int, tile: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+    edge: str = "pad", x0: int = 0, y0: int = 0,
 ) -> list[Tile]:
-    """All tiles of a ``width`` x ``height`` area (offset by ``x0``, ``y0``), row-major."""
-    stride = stride or tile
-    xs = axis_starts(width, tile, stride, edge)
-    ys = axis_starts(height, tile, stride, edge)
-    return [Tile(r, c, x0 + x, y0 + y, tile, tile) for r, y in enumerate(ys) for c, x in enumerate(xs)]
+    """All tiles of a ``width`` x ``height`` area (offset by ``x0``, ``y0``), row-major. ``tile`` and
+    ``stride`` are one size, or (x, y) sizes for pixels that are not square on the ground."""
+    tx, ty = (tile, tile) if isinstance(tile, int) else tile
+    stride = stride or (tx, ty)
+    sx, sy = (stride, stride) if isinstance(stride, int) else stride
+    xs = axis_starts(width, tx, sx, edge)
+    ys = axis_starts(height, ty, sy, edge)
+    return [Tile(r, c, x0 + x, y0 + y, tx, ty) for r, y in enumerate(ys) for c, x in enumerate(xs)]
 
 
 def grid_shape(tiles: list[Tile]) -> tuple[int, int]:
