@@ -46,6 +46,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     for key in ("path", "driver", "width", "height", "count", "dtypes", "crs", "gsd_m", "nodata", "bounds"):
         print(f"{key:>10}: {info[key]}")
+        if key == "gsd_m" and info["gsd_m"] and abs(info["gsd_y_m"] / info["gsd_m"] - 1) > 0.01:
+            print(f"{'gsd_y_m':>10}: {info['gsd_y_m']} (pixels not square on the ground: tiles get more "
+                  "pixels along the shorter side)")
     print("     bands: " + ", ".join(f"{i + 1}={n or '?'}" for i, n in enumerate(info["band_names"]))
           + (" (unnamed 8-bit bands: assumed aerial order; override with --bands)"
              if info["band_names_assumed"] else ""))

@@ -86,7 +86,7 @@ def _edges_m(feature: fiona.Feature, crs_wkt: str) -> tuple[float, float]:
 
 
 def test_scene_in_geographic_coordinates(tmp_path: Path) -> None:
-    """The real Sentinel-2 scene reprojected to EPSG:4326 (pixels 8.1 x 13.3 m): each tile covers 640 x 640 m
+    """The real Sentinel-2 scene reprojected to EPSG:4326 (pixels 8.4 x 13.7 m): each tile covers 640 x 640 m
     (they covered 640 x 1030 m, and a fifth of the tiles turned Residential against 2 % in the scene's own
     CRS)."""
     geo = tmp_path / "s2_4326.tif"
@@ -96,6 +96,8 @@ def test_scene_in_geographic_coordinates(tmp_path: Path) -> None:
                                                       "height": h})) as dst:
             for b in range(1, ds.count + 1):
                 reproject(rasterio.band(ds, b), rasterio.band(dst, b), resampling=Resampling.nearest)
+    info = run_cli("info", geo, check=True).stdout
+    assert "gsd_y_m: 13.67" in info and "gsd_m: 8.36" in info, info
     out = tmp_path / "g.gpkg"
     run_cli("classify", geo, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale", "1000",
             "--out", out, check=True)
