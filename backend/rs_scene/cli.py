@@ -129,7 +129,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
         bar.close()
     summary = {"tiles_total": res.tiles_total, "tiles_classified": res.tiles_classified,
                "tiles_skipped": res.tiles_skipped, "seconds": res.seconds, "class_counts": res.class_counts,
-               "outputs": res.outputs, "model": res.model}
+               "outputs": res.outputs, "model": res.model, "warnings": res.warnings}
+    for text in res.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

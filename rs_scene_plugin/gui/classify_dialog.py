@@ -297,8 +297,13 @@ class ClassifyDialog(QDialog):
         bar = self.iface.messageBar()
         if task.added:
             self.progress.setValue(100)
-            self.status.info(task.summary)
-            bar.pushMessage("RS Scene", f"{task.layer_name}: {task.summary}", Qgis.Success, 15)
+            warnings = task.result.get("warnings") or []
+            if warnings:  # it ran, but the inputs look wrong: say so where the user looks, and keep it there
+                self.status.error(f"{task.summary}\n{warnings[0]}")
+                bar.pushMessage("RS Scene", f"{task.layer_name}: {warnings[0]}", Qgis.Warning, 0)
+            else:
+                self.status.info(task.summary)
+                bar.pushMessage("RS Scene", f"{task.layer_name}: {task.summary}", Qgis.Success, 15)
         elif task.cancelled:
             self.progress.setValue(0)
             self.status.info("Cancelled: nothing was added.")

@@ -99,5 +99,7 @@ class ClassifyAlgorithm(RSSceneAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"{result['tiles_classified']}/{result['tiles_total']} tiles classified in "
                           f"{result['seconds']:.1f} s: {result['class_counts']}")
+        for warning in result.get("warnings") or []:
+            feedback.pushWarning(warning)
         return {self.OUTPUT_GRID: grid, self.OUTPUT_HEATMAP: heat, "TILES_TOTAL": result["tiles_total"],
                 "TILES_CLASSIFIED": result["tiles_classified"], "CLASS_COUNTS": result["class_counts"]}

@@ -14,10 +14,11 @@ import torch
 from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, SCENES, run_cli
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import load_model
-from rs_scene.engine.plan import make_plan
+from rs_scene.engine.plan import make_plan, scale_warning
 from rs_scene.explain.cam import CamRunner, resample_maps
 from rs_scene.io.raster import TileReader
 from rs_scene.io.writers import read_run_record
+from rs_scene.zoo import card_of
 
 
 def _check_grid(gpkg: Path, raster: Path, expected_tiles: int, model: str) -> list[dict]:
@@ -108,6 +109,26 @@ def test_declared_band_offset_gives_the_same_classes(tmp_path: Path, scale: floa
         moved = sum(f["class_name"] != g["class_name"] for f, g in zip(fa, c, strict=True)
                     for g in [dict(g.properties)])
     assert moved >= 3, moved  # 9 of the 36 tiles here: sea turns to crop and pasture
+
+
+def test_values_far_from_the_training_range_warn(tmp_path: Path) -> None:
+    """The subset holds reflectance x1000; read as x10000 (the 16-bit default) every tile looks like water. The
+    run goes through and says so, naming the scale to try; the right scale and the other real scenes stay
+    quiet."""
+    src = SCENES / "sen2_20210527_aber_subset.tif"
+    runs = {}
+    for name, extra in (("default", []), ("x1000", ["--input-scale", "1000"])):
+        proc = run_cli("classify", src, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, *extra,
+                       "--out", tmp_path / f"{name}.gpkg", "--json", check=True)
+        runs[name] = (json.loads(proc.stdout), proc.stderr)
+    summary, stderr = runs["default"]
+    assert len(summary["warnings"]) == 1 and "--input-scale, e.g. 1000" in summary["warnings"][0]
+    assert "warning: " in stderr and "times what model sentinel2-eurosat was trained on" in stderr
+    assert runs["x1000"][0]["warnings"] == [] and "warning" not in runs["x1000"][1]
+    card = card_of("aerial-rgb")
+    for raster in (NAIP, LANDSAT):
+        with rasterio.open(raster) as ds:
+            assert scale_warning(ds, make_plan(ds, card, gsd="native"), card) is None, raster
 
 
 def test_naip_four_band_native_gsd(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import S2_BANDS, polygon_layer
-from qgis.core import QgsProject
+from qgis.core import Qgis, QgsProject
 from qgis.PyQt.QtCore import Qt
 
 
@@ -72,6 +72,23 @@ def test_dialog_adds_a_styled_grid_and_heatmap_above_the_raster(dialog, qtbot, s
     mask_folder = os.path.dirname(task.job.body["mask"])
     assert os.path.basename(mask_folder).startswith("rs_scene_mask_") and not os.path.exists(mask_folder)
     assert task.spec.scratch is None
+
+
+def test_a_wrongly_scaled_layer_warns_in_the_message_bar(dialog, qtbot, s2_layer, qgis_iface) -> None:
+    """The scene holds reflectance x1000; left on 'automatic', 16-bit values are divided by 10000: the run
+    goes through, and the user is told why its classes cannot be trusted and what to set."""
+    prepare(dialog, qtbot, s2_layer, selection(s2_layer))
+    dialog.input_scale.setValue(0)  # automatic
+    qgis_iface.messageBar().clear_messages()
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    task = dialog.task
+    assert task is not None, dialog.status.text()
+    wait_for(qtbot, task)
+    assert task.error is None and len(task.added) == 2
+    warnings = qgis_iface.messageBar().get_messages(Qgis.Warning)
+    assert len(warnings) == 1 and "--input-scale, e.g. 1000" in warnings[0], warnings
+    assert not qgis_iface.messageBar().get_messages(Qgis.Success)
+    assert "predictions are likely wrong" in dialog.status.text()
 
 
 def test_missing_bands_are_named_and_nothing_runs(dialog, qtbot, s2_layer) -> None:

@@ -51,6 +51,28 @@ def test_classify_writes_a_styled_grid_and_a_heatmap(provider, s2_layer, tmp_pat
     assert heat.isValid() and heat.width() == 192 and heat.height() == 128
 
 
+def test_classify_warns_when_values_are_far_from_the_training_range(provider, s2_layer, tmp_path: Path) -> None:
+    from qgis.core import QgsProcessingFeedback
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.warnings: list[str] = []
+
+        def pushWarning(self, text: str) -> None:
+            self.warnings.append(text)
+
+    import processing
+
+    ext, feedback = small_extent(s2_layer), Feedback()
+    result = processing.run("rs_scene:classify", {
+        "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS,  # no INPUT_SCALE: x10000 assumed
+        "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]",
+        "OUTPUT_GRID": str(tmp_path / "grid.gpkg")}, feedback=feedback)
+    assert result["TILES_CLASSIFIED"] == 6
+    assert len(feedback.warnings) == 1 and "e.g. 1000" in feedback.warnings[0], feedback.warnings
+
+
 def test_classify_names_missing_bands(provider, s2_layer, tmp_path: Path) -> None:
     missing = r"aberystwyth. lacks band\(s\) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 needed"
     with pytest.raises(QgsProcessingException, match=missing):

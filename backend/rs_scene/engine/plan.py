@@ -11,7 +11,7 @@ import numpy as np
 import rasterio.features
 import rasterio.warp
 from rasterio.transform import Affine
-from rasterio.windows import from_bounds
+from rasterio.windows import Window, from_bounds
 
 from ..bands import resolve_bands
 from ..card import ModelCard
@@ -145,3 +145,39 @@ def mask_function(plan: TilePlan, ds: Any) -> Any:
 def tile_polygon(ds: Any, tile: Tile, transform: Affine | None = None) -> list[list[tuple[float, float]]]:
     x0, y0, x1, y1 = tile_bounds(ds, tile, transform)
     return [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]
+
+
+RANGE_WARN = 4.0  # warn when the scaled values average this many times more (or less) than training's
+
+
+def scale_warning(ds: Any, plan: TilePlan, card: ModelCard) -> str | None:
+    """A warning when the raster's values, as the plan scales them, average far from the values the model was
+    trained on (``card.mean``): the usual cause is a raster scaled x1000 read as x10000, or a 16-bit image
+    given to an 8-bit model, and it makes every prediction wrong without any error. Reads five 256-px windows
+    of the area (centre and quarters), so it costs milliseconds on any raster."""
+    x0, y0, w, h = plan.area
+    sw, sh = min(256, w), min(256, h)
+    parts: list[list[np.ndarray]] = [[] for _ in plan.bands]
+    for fx, fy in ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
+        win = Window(x0 + int(fx * (w - sw)), y0 + int(fy * (h - sh)), sw, sh)
+        block = ds.read(plan.bands, window=win, masked=True)
+        for i in range(len(plan.bands)):
+            parts[i].append(block[i].compressed())
+    scales, offsets = plan.scaling or ([1.0] * len(plan.bands), [0.0] * len(plan.bands))
+    means = []
+    for vals, sc, off in zip(parts, scales, offsets, strict=True):
+        v = np.concatenate(vals).astype(np.float64)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return None  # no valid pixel in the sample: nothing to compare
+        means.append((v.mean() * sc + off) / plan.divisor)
+    ratios = np.asarray(means) / np.maximum(np.abs(np.asarray(card.mean, dtype=np.float64)), 1e-6)
+    r = float(np.median(ratios))
+    if 1 / RANGE_WARN <= r <= RANGE_WARN:
+        return None
+    i = int(np.argsort(ratios)[len(ratios) // 2])
+    suggest = plan.divisor * 10 ** round(math.log10(r)) if r > 0 else None
+    return (f"{ds.name}: divided by {plan.divisor:g}, the bands' values average {r:.2g} times what model "
+            f"{card.name} was trained on (band {card.bands[i]}: {means[i]:.3g} against {card.mean[i]:.3g}), "
+            "so its predictions are likely wrong. If the raster is scaled differently, set the input scale "
+            f"(--input-scale{f', e.g. {suggest:g}' if suggest else ''}).")

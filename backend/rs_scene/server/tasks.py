@@ -59,6 +59,7 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
                 "seconds": res.seconds,
                 "outputs": res.outputs,
                 "model": res.model,
+                "warnings": res.warnings,
             }
         finally:
             if tmp is not None:
