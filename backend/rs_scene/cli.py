@@ -118,6 +118,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
         device=args.device, cam=args.cam, cam_class=args.cam_class, extent=_extent(args.extent),
         mask=args.mask, min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd),
+        nodata=args.nodata,
         edge=args.edge, batch_size=args.batch_size, runtime=args.runtime, threads=args.threads,
         streams=args.streams)
     if args.estimate:
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extent", help="xmin,ymin,xmax,ymax in the raster's CRS")
     p.add_argument("--mask", help="vector file of polygons that limit the work")
     p.add_argument("--min-valid", type=float, default=0.5, help="skip tiles with less valid data (0-1)")
+    p.add_argument("--nodata", type=float,
+                   help="raw value of missing pixels (where every band holds it), besides the raster's own")
     p.add_argument("--edge", choices=["pad", "shift", "drop"], default="pad",
                    help="partial tiles at the right/bottom edge: pad (nodata-padded), shift inside, or drop")
     p.add_argument("--cam", default="gradcam", help="CAM method: gradcam, gradcam++, xgradcam, hirescam, ...")

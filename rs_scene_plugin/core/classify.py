@@ -23,7 +23,7 @@ from .backend import BackendManager
 from .client import BackendError, JobCancelled
 from .jobs import percent, run_job
 from .layers import add_above, load_grid, load_heatmap, summary
-from .pixels import gdal_band_names, is_local_file, pixel_size, read_pixels
+from .pixels import gdal_band_names, is_local_file, pixel_size, read_pixels, user_nodata
 
 
 @dataclass
@@ -69,6 +69,9 @@ def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: str
     for key in ("bands", "tile_size", "stride", "mask", "input_scale"):
         if getattr(spec, key) is not None:
             body[key] = getattr(spec, key)
+    nodata = user_nodata(layer)
+    if nodata is not None:
+        body["nodata"] = nodata
     if is_local_file(layer):
         body["raster"] = layer.source().split("|")[0]
         if spec.extent is not None:

@@ -22,6 +22,20 @@ def is_local_file(layer: QgsRasterLayer) -> bool:
     return layer.providerType() == "gdal" and os.path.isfile(path)
 
 
+def user_nodata(layer: QgsRasterLayer) -> float | None:
+    """The no-data value the user added in the layer's properties (Transparency, 'Additional no data value')
+    when every band has that one value, for the service to skip those pixels as QGIS hides them; None
+    otherwise (ranges, or per-band values, are left to the raster's own nodata)."""
+    provider = layer.dataProvider()
+    values = set()
+    for band in range(1, layer.bandCount() + 1):
+        ranges = provider.userNoDataValues(band)
+        if len(ranges) != 1 or ranges[0].min() != ranges[0].max():
+            return None
+        values.add(ranges[0].min())
+    return values.pop() if len(values) == 1 else None
+
+
 def gdal_band_names(layer: QgsRasterLayer) -> list[str | None]:
     """The raster's own band names (GDAL descriptions, else colour interpretation), None where unknown."""
     names: list[str | None] = []

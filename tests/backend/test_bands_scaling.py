@@ -141,3 +141,27 @@ def test_unusable_declared_scale_names_the_band(tmp_path: Path) -> None:
     _declare(path, [1.0, 0.0], [0.0, 0.0])
     with rasterio.open(path) as ds, pytest.raises(RSSceneError, match="band 2 declares an unusable scale"):
         band_scaling(ds, [1, 2])
+
+
+@pytest.mark.parametrize("out_size", [32, 48])  # native size (joined runs) and resampled reads
+def test_a_nodata_value_from_the_user_masks_pixels_where_every_band_holds_it(tmp_path: Path, out_size: int) -> None:
+    raw = np.full((2, 32, 96), 500, dtype=np.uint16)
+    raw[:, :, :40] = 7  # missing in both bands: masked
+    raw[0, :, 60:70] = 7  # one band only: real data
+    path = write_raster(tmp_path / "u.tif", raw)  # no nodata declared
+    reader = TileReader(str(path), [1, 2], out_size, 1000.0, [0.5, 0.5], extra_nodata=7)
+    plain = TileReader(str(path), [1, 2], out_size, 1000.0, [0.5, 0.5])
+    try:
+        tiles = [Tile(0, k, 32 * k, 0, 32, 32) for k in range(3)]
+        joined = reader.read_run(tiles, out=np.empty((3, 2, out_size, out_size), dtype=np.float32))
+        single = [reader.read(t) for t in tiles]
+        unmasked = [plain.read(t) for t in tiles]
+    finally:
+        reader.close()
+        plain.close()
+    f = out_size / 32
+    for reads in (joined, single):
+        assert reads[0].valid_fraction == 0 and np.allclose(reads[0].data, 0.5)
+        assert reads[1].valid_fraction == pytest.approx(1 - round(8 * f) / out_size)  # x 32..39 missing
+        assert reads[2].valid_fraction == 1.0, "a pixel missing in one band only is still data"
+    assert all(r.valid_fraction == 1.0 for r in unmasked)

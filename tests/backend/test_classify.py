@@ -131,6 +131,35 @@ def test_values_far_from_the_training_range_warn(tmp_path: Path) -> None:
             assert scale_warning(ds, make_plan(ds, card, gsd="native"), card) is None, raster
 
 
+def test_nodata_value_given_by_the_user(tmp_path: Path) -> None:
+    """The real subset framed by 128 px of zeros, with no nodata declared (as exports often are): the zeros are
+    classified (as water); with --nodata 0 the frame is skipped and the scene's tiles match the unframed run's."""
+    src, framed, pad = SCENES / "sen2_20210527_aber_subset.tif", tmp_path / "framed.tif", 128
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+        big = np.zeros((data.shape[0], data.shape[1] + 2 * pad, data.shape[2] + 2 * pad), data.dtype)
+        big[:, pad:-pad, pad:-pad] = data
+        profile.update(width=big.shape[2], height=big.shape[1], nodata=None,
+                       transform=ds.transform @ rasterio.Affine.translation(-pad, -pad))
+    with rasterio.open(framed, "w", **profile) as dst:
+        dst.write(big)
+    feats = {}
+    for name, raster, extra in (("plain", src, []), ("framed", framed, []), ("nodata", framed, ["--nodata", "0"])):
+        out = tmp_path / f"{name}.gpkg"
+        run_cli("classify", raster, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
+                "1000", "--out", out, *extra, check=True)
+        with fiona.open(out) as grid:
+            feats[name] = {(f.properties["row"], f.properties["col"]): dict(f.properties) for f in grid}
+    frame = [k for k in feats["framed"] if not (2 <= k[0] < 8 and 2 <= k[1] < 8)]
+    assert sum(feats["framed"][k]["status"] == "classified" for k in frame) >= 40, "zeros are taken as data"
+    assert all(feats["nodata"][k]["status"] != "classified" for k in frame)
+    for (r, c), f in feats["plain"].items():
+        g = feats["nodata"][(r + 2, c + 2)]
+        assert (g["status"], g["class_name"]) == (f["status"], f["class_name"]), (r, c)
+        if f["status"] == "classified":
+            assert g["confidence"] == pytest.approx(f["confidence"], abs=1e-5)
+
+
 def test_naip_four_band_native_gsd(tmp_path: Path) -> None:
     out = tmp_path / "naip.gpkg"
     run_cli("classify", NAIP, "--model", "aerial-rgb", "--gsd", "native", "--tile-size", "128", "--out", out,

@@ -73,6 +73,39 @@ def test_classify_warns_when_values_are_far_from_the_training_range(provider, s2
     assert len(feedback.warnings) == 1 and "e.g. 1000" in feedback.warnings[0], feedback.warnings
 
 
+def test_classify_skips_the_layers_own_no_data_value(provider, tmp_path: Path) -> None:
+    """A raster framed by zeros and declaring no nodata; the user set 'Additional no data value' 0 on the layer
+    (as one hides black borders in QGIS): those pixels are skipped, not classified as water."""
+    import numpy as np
+    from conftest import SCENES
+    from osgeo import gdal
+    from qgis.core import QgsRasterRange
+
+    src, framed, pad = gdal.Open(str(SCENES / "sen2_20210527_aber_subset.tif")), tmp_path / "framed.tif", 128
+    data = src.ReadAsArray()
+    big = np.zeros((data.shape[0], data.shape[1] + 2 * pad, data.shape[2] + 2 * pad), data.dtype)
+    big[:, pad:-pad, pad:-pad] = data
+    dst = gdal.GetDriverByName("GTiff").Create(str(framed), big.shape[2], big.shape[1], big.shape[0],
+                                               gdal.GDT_UInt16)
+    x0, dx, rx, y0, ry, dy = src.GetGeoTransform()
+    dst.SetGeoTransform((x0 - pad * dx, dx, rx, y0 - pad * dy, ry, dy))
+    dst.SetProjection(src.GetProjection())
+    for b in range(big.shape[0]):
+        dst.GetRasterBand(b + 1).WriteArray(big[b])
+    dst = src = None  # written and closed
+    counts = {}
+    for name in ("as is", "no data 0"):
+        layer = QgsRasterLayer(str(framed), "framed", "gdal")
+        if name == "no data 0":
+            for band in range(1, layer.bandCount() + 1):
+                layer.dataProvider().setUserNoDataValue(band, [QgsRasterRange(0, 0)])
+        result = run("classify", {"INPUT": layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS,
+                                  "INPUT_SCALE": 1000, "HEATMAP": False,
+                                  "OUTPUT_GRID": str(tmp_path / f"{name}.gpkg")})
+        counts[name] = result["TILES_CLASSIFIED"]
+    assert counts == {"as is": 81, "no data 0": 25}, counts
+
+
 def test_classify_names_missing_bands(provider, s2_layer, tmp_path: Path) -> None:
     missing = r"aberystwyth. lacks band\(s\) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 needed"
     with pytest.raises(QgsProcessingException, match=missing):

@@ -26,7 +26,7 @@ def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
     from ..zoo import card_of
 
     card = card_of(model)
-    keys = ("bands", "tile_size", "stride", "gsd", "extent", "input_scale", "edge")
+    keys = ("bands", "tile_size", "stride", "gsd", "extent", "input_scale", "edge", "nodata")
     with open_raster(raster) as ds:
         plan = make_plan(ds, card, **{k: params[k] for k in keys if params.get(k) is not None})
         return plan, ds.transform

@@ -64,6 +64,7 @@ class ClassifyParams:
     threads: int | None = None  # ONNX Runtime compute threads (default: torch.get_num_threads())
     streams: int | None = None  # ONNX Runtime batches in flight, threads // streams each (default: = threads)
     fast_read: bool = True  # False: GDAL resamples every tile on read (slower; rounds to the source dtype)
+    nodata: float | None = None  # raw value of missing pixels (all bands), besides the raster's own nodata
 
 
 @dataclass
@@ -153,7 +154,7 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
     with open_raster(params.raster) as ds, rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(ds)):
         plan = make_plan(ds, card, bands=params.bands, tile_size=params.tile_size, stride=params.stride,
                          gsd=params.gsd, extent=params.extent, mask=params.mask,
-                         input_scale=params.input_scale, edge=params.edge)
+                         input_scale=params.input_scale, edge=params.edge, nodata=params.nodata)
         warning = scale_warning(ds, plan, card)
         writers: dict[str, Any] = {}
         cam = None

@@ -39,6 +39,7 @@ class TilePlan:
     raster_gsd_y: float = 0.0
     tile_src_y: int = 0
     stride_src_y: int = 0
+    nodata: float | None = None  # the user's raw value for missing pixels, besides the raster's own
 
     def __post_init__(self) -> None:
         self.raster_gsd_y = self.raster_gsd_y or self.raster_gsd
@@ -77,7 +78,8 @@ def read_mask(path: str, crs: Any) -> list[dict[str, Any]]:
 
 def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: int | None = None,
               stride: int | None = None, gsd: float | str | None = None, extent: Any = None,
-              mask: str | None = None, input_scale: float | None = None, edge: str = "pad") -> TilePlan:
+              mask: str | None = None, input_scale: float | None = None, edge: str = "pad",
+              nodata: float | None = None) -> TilePlan:
     if ds.crs is None:
         raise RSSceneError(f"{ds.name} has no CRS: a georeferenced raster is needed to place the tile grid")
     band_idx = resolve_bands(card.bands, band_names(ds), bands, source=ds.name)
@@ -109,7 +111,7 @@ def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: 
     except ValueError as exc:
         raise RSSceneError(str(exc)) from exc
     plan = TilePlan(band_idx, divisor, gx, target_gsd, tile_x, stride_x, area, tiles, scaling=scaling,
-                    raster_gsd_y=gy, tile_src_y=tile_y, stride_src_y=stride_y)
+                    raster_gsd_y=gy, tile_src_y=tile_y, stride_src_y=stride_y, nodata=nodata)
     if mask:
         plan.mask = read_mask(mask, ds.crs)
         plan.mask_bounds = [rasterio.features.bounds(g) for g in plan.mask]
@@ -161,6 +163,9 @@ def scale_warning(ds: Any, plan: TilePlan, card: ModelCard) -> str | None:
     for fx, fy in ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
         win = Window(x0 + int(fx * (w - sw)), y0 + int(fy * (h - sh)), sw, sh)
         block = ds.read(plan.bands, window=win, masked=True)
+        if plan.nodata is not None:
+            missing = np.isnan(block.data) if math.isnan(plan.nodata) else block.data == plan.nodata
+            block = np.ma.masked_array(block.data, mask=np.ma.getmaskarray(block) | missing.all(axis=0)[None])
         for i in range(len(plan.bands)):
             parts[i].append(block[i].compressed())
     scales, offsets = plan.scaling or ([1.0] * len(plan.bands), [0.0] * len(plan.bands))

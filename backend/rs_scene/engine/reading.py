@@ -54,7 +54,7 @@ def read_batches(path: str, plan: TilePlan, card: ModelCard, min_valid: float, b
 
     def reader() -> TileReader:
         if not hasattr(local, "reader"):
-            local.reader = TileReader(path, plan.bands, size, plan.divisor, card.mean)
+            local.reader = TileReader(path, plan.bands, size, plan.divisor, card.mean, plan.nodata)
             with lock:
                 readers.append(local.reader)
         return local.reader

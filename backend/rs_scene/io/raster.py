@@ -138,9 +138,11 @@ class TileReader:
     explicitly (padding counts as invalid), masked by nodata and optional polygons, and scaled: the bands'
     declared scale and offset (:func:`band_scaling`), then divided by ``divisor``."""
 
-    def __init__(self, path: str, bands: list[int], out_size: int, divisor: float, fill: list[float]) -> None:
+    def __init__(self, path: str, bands: list[int], out_size: int, divisor: float, fill: list[float],
+                 extra_nodata: float | None = None) -> None:
         self.ds = open_raster(path)
         self.bands, self.size, self.divisor = bands, out_size, divisor
+        self.extra_nodata = extra_nodata  # raw value of missing pixels (in all bands), besides the file's
         self.fill = np.asarray(fill, dtype=np.float32)[:, None, None]
         scaling = band_scaling(self.ds, bands)
         self.gain = self.bias = None  # per band, (C, 1, 1) float32, when the bands declare a scaling
@@ -162,6 +164,16 @@ class TileReader:
             return None
         values = self.ds.nodatavals
         return None if any(v is None for v in values) else [values[b - 1] for b in self.bands]
+
+    def _extra_valid(self, win: Window, shape: tuple[int, int], native: np.ndarray | None) -> np.ndarray:
+        """Where any band differs from ``extra_nodata``, on the pixels read at native size (``native``) or,
+        for a resampled read, on a nearest-neighbour read of the window, as GDAL resamples its own masks."""
+        raw = native if native is not None else self.ds.read(
+            self.bands, window=win, out_shape=(len(self.bands), *shape), resampling=Resampling.nearest)
+        value = self.extra_nodata
+        if value is not None and math.isnan(value):
+            return ~np.isnan(raw).all(axis=0)
+        return (raw != _as_dtype(value, raw.dtype)).any(axis=0)
 
     def _nodata_mask(self, block: np.ndarray) -> np.ndarray:
         valid = np.zeros(block.shape[1:], dtype=bool)
@@ -203,6 +215,8 @@ class TileReader:
             else:
                 m = np.ones((oh, ow), dtype=bool)
             m &= np.isfinite(block).all(axis=0)
+            if self.extra_nodata is not None:
+                m &= self._extra_valid(win, (oh, ow), block if (ow, oh) == (cw, ch) else None)
             valid[oy : oy + oh, ox : ox + ow] = m
         if mask_fn is not None:
             valid &= mask_fn(tile, self.tile_transform(tile), s)
@@ -262,6 +276,8 @@ class TileReader:
             mask = np.ones((oh, ow), dtype=bool)
         if block.dtype.kind == "f":
             mask &= np.isfinite(block).all(axis=0)
+        if self.extra_nodata is not None:
+            mask &= self._extra_valid(win, (oh, ow), block if f == 1 else None)
         reads = []
         for k, t in enumerate(run):
             data = out[k] if out is not None else np.empty((len(self.bands), s, s), dtype=np.float32)

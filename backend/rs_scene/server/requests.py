@@ -32,6 +32,7 @@ CLASSIFY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "gsd": ((*_NUM, str, type(None)), None),
     "edge": ((str,), str),
     "batch_size": ((int,), int),
+    "nodata": ((*_NUM, type(None)), None),
 }
 TRAIN_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "method": ((str,), str),

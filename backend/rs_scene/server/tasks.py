@@ -29,6 +29,7 @@ _CLASSIFY_KEYS = (
     "gsd",
     "edge",
     "batch_size",
+    "nodata",
 )
 
 
