@@ -129,6 +129,13 @@ def test_values_far_from_the_training_range_warn(tmp_path: Path) -> None:
     for raster in (NAIP, LANDSAT):
         with rasterio.open(raster) as ds:
             assert scale_warning(ds, make_plan(ds, card, gsd="native"), card) is None, raster
+    # a model whose training means are not positive (SAR in dB, standardised inputs): no ratio to judge by
+    s2 = card_of("sentinel2-eurosat")
+    with rasterio.open(src) as ds:
+        plan = make_plan(ds, s2, bands=S2_BANDS_OPT)
+        assert scale_warning(ds, plan, s2) is not None
+        s2.mean = [-15.0] * len(s2.mean)
+        assert scale_warning(ds, plan, s2) is None
 
 
 def test_nodata_value_given_by_the_user(tmp_path: Path) -> None:

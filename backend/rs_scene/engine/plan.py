@@ -176,11 +176,15 @@ def scale_warning(ds: Any, plan: TilePlan, card: ModelCard) -> str | None:
         if v.size == 0:
             return None  # no valid pixel in the sample: nothing to compare
         means.append((v.mean() * sc + off) / plan.divisor)
-    ratios = np.asarray(means) / np.maximum(np.abs(np.asarray(card.mean, dtype=np.float64)), 1e-6)
+    trained = np.asarray(card.mean, dtype=np.float64)
+    usable = np.flatnonzero(trained > 1e-3)  # a ratio says something only against a positive training mean
+    if len(usable) * 2 < len(trained):
+        return None  # e.g. SAR in dB, or a model trained on standardised values
+    ratios = np.asarray(means)[usable] / trained[usable]
     r = float(np.median(ratios))
     if 1 / RANGE_WARN <= r <= RANGE_WARN:
         return None
-    i = int(np.argsort(ratios)[len(ratios) // 2])
+    i = int(usable[np.argsort(ratios)[len(ratios) // 2]])
     suggest = plan.divisor * 10 ** round(math.log10(r)) if r > 0 else None
     return (f"{ds.name}: divided by {plan.divisor:g}, the bands' values average {r:.2g} times what model "
             f"{card.name} was trained on (band {card.bands[i]}: {means[i]:.3g} against {card.mean[i]:.3g}), "
