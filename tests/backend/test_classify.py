@@ -14,7 +14,7 @@ import torch
 from conftest import LANDSAT, NAIP, S2_BANDS_OPT, S2_SCENE, SCENES, run_cli
 from rs_scene.engine.evaluate import preprocess
 from rs_scene.engine.infer import load_model
-from rs_scene.engine.plan import make_plan, scale_warning
+from rs_scene.engine.plan import make_plan, resolution_warning, scale_warning
 from rs_scene.explain.cam import CamRunner, resample_maps
 from rs_scene.io.raster import TileReader
 from rs_scene.io.writers import read_run_record
@@ -129,6 +129,12 @@ def test_values_far_from_the_training_range_warn(tmp_path: Path) -> None:
     for raster in (NAIP, LANDSAT):
         with rasterio.open(raster) as ds:
             assert scale_warning(ds, make_plan(ds, card, gsd="native"), card) is None, raster
+    # NAIP at 5 m for a 0.3-m model: 16 raster pixels blown up to each 256-px tile
+    with rasterio.open(NAIP) as ds:
+        coarse = make_plan(ds, card)
+        assert "16 times coarser" in resolution_warning(ds, coarse, card) and "--gsd native" in \
+            resolution_warning(ds, coarse, card)
+        assert resolution_warning(ds, make_plan(ds, card, gsd="native"), card) is None
     # a model whose training means are not positive (SAR in dB, standardised inputs): no ratio to judge by
     s2 = card_of("sentinel2-eurosat")
     with rasterio.open(src) as ds:

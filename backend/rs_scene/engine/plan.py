@@ -150,6 +150,23 @@ def tile_polygon(ds: Any, tile: Tile, transform: Affine | None = None) -> list[l
 
 
 RANGE_WARN = 4.0  # warn when the scaled values average this many times more (or less) than training's
+UPSAMPLE_WARN = 4.0  # warn when a tile's raster pixels are enlarged more than this to the model's tile
+
+
+def resolution_warning(ds: Any, plan: TilePlan, card: ModelCard, tile_size: int | None = None) -> str | None:
+    """A warning when the raster is much coarser than the resolution the tiles are cut at: each model tile
+    is then made of a few raster pixels blown up (a 5-m NAIP tile for a 0.3-m aerial model: 15 pixels for
+    256), which the model never saw in training."""
+    tile = tile_size or card.tile_size
+    factor = tile / min(plan.tile_src, plan.tile_src_y)
+    if factor <= UPSAMPLE_WARN:
+        return None
+    coarse, few = max(plan.raster_gsd, plan.raster_gsd_y), min(plan.tile_src, plan.tile_src_y)
+    target = plan.target_gsd
+    return (f"{ds.name}: its {coarse:.3g} m pixels are {factor:.0f} times coarser than the {target:g} m "
+            f"the tiles are cut at, so each {tile}-px tile is {few} raster pixels enlarged and the "
+            f"predictions are unreliable. Use a model trained at about {coarse:.3g} m, or --gsd native "
+            "to show this one the pixels as they are.")
 
 
 def scale_warning(ds: Any, plan: TilePlan, card: ModelCard) -> str | None:
