@@ -225,4 +225,5 @@ class EstimateTask(QgsTask):
     @property
     def text(self) -> str:
         return (f"About {duration_text(self.result['eta_s'])} for {self.result['tiles']} tiles on this machine "
-                "(measured on a sample at the layer's centre).")
+                "(measured on a sample at the layer's centre)."
+                + "".join(f"\n{w}" for w in self.result.get("warnings") or []))

@@ -282,6 +282,8 @@ class ClassifyDialog(QDialog):
         self.estimate_button.setEnabled(True)
         if task.error:
             self.status.error(task.error)
+        elif task.result.get("warnings"):  # fix the inputs before the run, not after
+            self.status.error(task.text)
         else:
             self.status.info(task.text)
 

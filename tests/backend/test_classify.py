@@ -284,5 +284,10 @@ def test_estimate_only_prints_the_eta_and_writes_nothing(tmp_path: Path) -> None
                     "--input-scale", "1000", "--heatmap", out / "h.tif", "--estimate", "--json")
     assert proc.returncode == 0, proc.stderr
     eta = json.loads(proc.stdout)
-    assert eta["tiles"] == 225 and math.isfinite(eta["eta_s"]) and eta["eta_s"] > 0
+    assert eta["tiles"] == 225 and math.isfinite(eta["eta_s"]) and eta["eta_s"] > 0 and eta["warnings"] == []
     assert list(out.iterdir()) == []
+    # before a run, the estimate already says when the scale looks wrong
+    proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--estimate",
+                    "--json")
+    assert proc.returncode == 0 and "warning: " in proc.stderr
+    assert len(json.loads(proc.stdout)["warnings"]) == 1 and list(out.iterdir()) == []

@@ -79,6 +79,11 @@ def test_a_wrongly_scaled_layer_warns_in_the_message_bar(dialog, qtbot, s2_layer
     goes through, and the user is told why its classes cannot be trusted and what to set."""
     prepare(dialog, qtbot, s2_layer, selection(s2_layer))
     dialog.input_scale.setValue(0)  # automatic
+    qtbot.mouseClick(dialog.estimate_button, Qt.LeftButton)  # the estimate says it before any run
+    estimate = dialog.estimate_task
+    assert estimate is not None, dialog.status.text()
+    wait_for(qtbot, estimate)
+    assert dialog.status.text().startswith("About ") and "e.g. 1000" in dialog.status.text()
     qgis_iface.messageBar().clear_messages()
     qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
     task = dialog.task
@@ -175,7 +180,7 @@ def test_estimate_shows_the_time_before_a_run_and_adds_nothing(dialog, qtbot, s2
     assert task.error is None, task.error
     assert task.result["tiles"] == 6 and task.result["eta_s"] > 0  # the 3 x 2 tiles under the selection
     text = dialog.status.text()
-    assert text.startswith("About ") and "for 6 tiles" in text, text
+    assert text.startswith("About ") and "for 6 tiles" in text and task.result["warnings"] == [], text
     assert set(QgsProject.instance().mapLayers()) == layers_before
     assert dialog.estimate_button.isEnabled() and task.spec.scratch is None
     assert not os.path.exists(task.body["mask"].rsplit("/", 1)[0]), "the estimate's mask must go"

@@ -32,6 +32,17 @@ def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
         return plan, ds.transform
 
 
+def estimate_warnings(raster: str, model: str, **params: Any) -> list[str]:
+    """The warnings the run would give (scale, resolution), shown with its ETA before it starts."""
+    from ..engine.plan import input_warnings
+    from ..io.raster import open_raster
+    from ..zoo import card_of
+
+    plan, _ = _plan(raster, model, params)
+    with open_raster(raster) as ds:
+        return input_warnings(ds, plan, card_of(model), params.get("tile_size"))
+
+
 def _centre_extent(plan: Any, transform: Any, tiles: int) -> tuple[float, float, float, float]:
     x0, y0, w, h = plan.area
     n = max(int(math.ceil(math.sqrt(tiles))), 1)

@@ -30,7 +30,7 @@ from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
 from ..methods import build_inference_model
 from ..zoo import resolve_model
 from .pipeline import ordered_map, prefetch
-from .plan import TilePlan, make_plan, resolution_warning, scale_warning, tile_polygon
+from .plan import TilePlan, input_warnings, make_plan, tile_polygon
 from .reading import Batch, gdal_cache_bytes, read_batches, read_size, reader_settings
 from .runtime import Runner, make_runner, small_ops_single_threaded
 from .trainer import Cancelled, pick_device
@@ -155,8 +155,7 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
         plan = make_plan(ds, card, bands=params.bands, tile_size=params.tile_size, stride=params.stride,
                          gsd=params.gsd, extent=params.extent, mask=params.mask,
                          input_scale=params.input_scale, edge=params.edge, nodata=params.nodata)
-        warnings = [w for w in (scale_warning(ds, plan, card),
-                                resolution_warning(ds, plan, card, params.tile_size)) if w]
+        warnings = input_warnings(ds, plan, card, params.tile_size)
         writers: dict[str, Any] = {}
         cam = None
         try:

@@ -153,6 +153,12 @@ RANGE_WARN = 4.0  # warn when the scaled values average this many times more (or
 UPSAMPLE_WARN = 4.0  # warn when a tile's raster pixels are enlarged more than this to the model's tile
 
 
+def input_warnings(ds: Any, plan: TilePlan, card: ModelCard, tile_size: int | None = None) -> list[str]:
+    """What a run of ``plan`` should tell the user although it goes through (:func:`scale_warning`,
+    :func:`resolution_warning`)."""
+    return [w for w in (scale_warning(ds, plan, card), resolution_warning(ds, plan, card, tile_size)) if w]
+
+
 def resolution_warning(ds: Any, plan: TilePlan, card: ModelCard, tile_size: int | None = None) -> str | None:
     """A warning when the raster is much coarser than the resolution the tiles are cut at: each model tile
     is then made of a few raster pixels blown up (a 5-m NAIP tile for a 0.3-m aerial model: 15 pixels for
