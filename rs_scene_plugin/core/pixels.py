@@ -17,9 +17,13 @@ MAX_PIXELS = 60_000_000  # values per band x bands: keeps one request well under
 
 
 def is_local_file(layer: QgsRasterLayer) -> bool:
-    """True when the service can read the layer's file itself (a GDAL layer on local disk)."""
+    """True when the service can read the layer's file itself: a GDAL layer on local disk, or on one of
+    GDAL's virtual file systems that another process can open as well (in a zip, online: ``/vsizip/``,
+    ``/vsicurl/``...; not ``/vsimem/``). The service then reads it at its own resolution, tile by tile, with
+    its declared scale and offset, instead of receiving QGIS's rendering of one extent."""
     path = layer.source().split("|")[0]
-    return layer.providerType() == "gdal" and os.path.isfile(path)
+    virtual = path.startswith("/vsi") and not path.startswith("/vsimem/")
+    return layer.providerType() == "gdal" and (virtual or os.path.isfile(path))
 
 
 def user_nodata(layer: QgsRasterLayer) -> float | None:

@@ -173,6 +173,30 @@ def test_nodata_value_given_by_the_user(tmp_path: Path) -> None:
             assert g["confidence"] == pytest.approx(f["confidence"], abs=1e-5)
 
 
+def test_raster_inside_a_zip_is_read_where_it_lies(tmp_path: Path) -> None:
+    """A GDAL virtual path (/vsizip/ here; /vsicurl/ is the same code path, not reachable offline) is read
+    as it is, with the same classes as the plain file; a missing member fails with its path named."""
+    import zipfile
+
+    src = SCENES / "sen2_20210527_aber_subset.tif"
+    with zipfile.ZipFile(tmp_path / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(src, "S2/subset.tif")
+    inside = f"/vsizip/{tmp_path}/export.zip/S2/subset.tif"
+    classes = {}
+    for name, raster in (("file", str(src)), ("zip", inside)):
+        out = tmp_path / f"{name}.gpkg"
+        run_cli("classify", raster, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
+                "1000", "--out", out, check=True)
+        with fiona.open(out) as grid:
+            classes[name] = [(f.properties["row"], f.properties["col"], f.properties["class_name"]) for f in grid]
+    assert classes["zip"] == classes["file"] and len(classes["zip"]) == 36
+    assert read_run_record(tmp_path / "zip.gpkg")["raster"] == inside
+    missing = f"/vsizip/{tmp_path}/export.zip/S2/other.tif"
+    proc = run_cli("classify", missing, "--model", "sentinel2-eurosat", "--out", tmp_path / "none.gpkg")
+    assert proc.returncode == 2 and missing in proc.stderr and "not a readable raster" in proc.stderr
+    assert not (tmp_path / "none.gpkg").exists()
+
+
 def test_naip_four_band_native_gsd(tmp_path: Path) -> None:
     out = tmp_path / "naip.gpkg"
     run_cli("classify", NAIP, "--model", "aerial-rgb", "--gsd", "native", "--tile-size", "128", "--out", out,

@@ -152,8 +152,8 @@ def test_cancel_leaves_no_layers_or_files(dialog, qtbot, s2_layer) -> None:
 
 
 def test_killed_service_fails_cleanly_and_next_run_restarts_it(dialog, qtbot, s2_layer, manager) -> None:
-    prepare(dialog, qtbot, s2_layer, selection(s2_layer, (320, 96, 128, 64)))
-    dialog.tile_size.setValue(16)
+    prepare(dialog, qtbot, s2_layer)
+    dialog.tile_size.setValue(16)  # the whole layer in 16-px tiles: thousands, a job long enough to be seen running
     task = dialog.run()
     qtbot.waitUntil(lambda: task.last_job.get("state") == "running", timeout=120_000)
     old_pid = manager.pid()

@@ -157,6 +157,29 @@ def test_train_refuses_bad_options(provider, s2_layer, tmp_path: Path) -> None:
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_layer_inside_a_zip_is_read_by_the_service_itself(provider, s2_layer, tmp_path: Path) -> None:
+    """A layer on GDAL's /vsizip/ (a zipped export, as QGIS opens it) goes to the service as its path, not
+    by value, and gives the file's classes."""
+    import zipfile
+
+    from rs_scene_plugin.core.classify import ClassifySpec, request_body
+    from rs_scene_plugin.core.pixels import is_local_file
+
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as z:
+        z.write(s2_layer.source(), "export/scene.tif")
+    layer = QgsRasterLayer(f"/vsizip/{tmp_path}/export.zip/export/scene.tif", "zipped", "gdal")
+    assert layer.isValid() and is_local_file(layer)
+    body = request_body(ClassifySpec(model={"name": "sentinel2-eurosat"}), layer, "g.gpkg", None)
+    assert body["raster"].startswith("/vsizip/") and "pixels" not in body
+    ext = small_extent(s2_layer)
+    extent = f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]"
+    counts = [run("classify", {"INPUT": lay, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+                               "HEATMAP": False, "EXTENT": extent,
+                               "OUTPUT_GRID": str(tmp_path / f"{i}.gpkg")})["CLASS_COUNTS"]
+              for i, lay in enumerate((layer, s2_layer))]
+    assert counts[0] == counts[1] and sum(counts[0].values()) == 6
+
+
 def test_non_file_layer_is_sent_by_value_and_agrees_with_the_file(provider, s2_layer, tmp_path: Path) -> None:
     """A layer the service cannot open (here GDAL's in-memory /vsimem/) is read through its provider."""
     from osgeo import gdal

@@ -75,9 +75,11 @@ def calibrate(raster: str, model: str, heatmap: bool, plan: Any, transform: Any,
               calibration_tiles: int = 256, **params: Any) -> tuple[float, float]:
     """``(fixed_seconds, seconds_per_tile)`` for this setup, measured at the centre of ``plan`` (the run's
     plan, with ``transform`` the raster's)."""
+    from ..io.raster import gdal_virtual
     from ..zoo import resolve_model
 
-    key = (str(resolve_model(model).resolve()), str(Path(raster).resolve()), heatmap,
+    where = raster if gdal_virtual(raster) else str(Path(raster).resolve())
+    key = (str(resolve_model(model).resolve()), where, heatmap,
            *(params.get(k) for k in ("device", "runtime", "threads", "streams", "batch_size", "cam",
                                      "tile_size", "stride", "gsd")))
     if key in _CACHE:

@@ -24,7 +24,7 @@ from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
 from ..data.transforms import upsample_for_inference
 from ..errors import RSSceneError
 from ..explain.cam import Alignment, CamRunner, resample_maps
-from ..io.raster import open_raster
+from ..io.raster import gdal_virtual, open_raster
 from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
 from ..methods import build_inference_model
@@ -329,7 +329,8 @@ def _write_grid(grid: GridWriter | None, batch: Batch, results: dict[Tile, dict[
 def _run_record(params: ClassifyParams, card: ModelCard, model_path: Path, plan: TilePlan,
                 res: ClassifyResult) -> dict[str, Any]:
     return {
-        "tool": "rs-scene classify", "raster": str(Path(params.raster).resolve()), "model": card.name,
+        "tool": "rs-scene classify", "model": card.name,
+        "raster": params.raster if gdal_virtual(params.raster) else str(Path(params.raster).resolve()),
         "model_file": str(model_path), "model_sha256": file_sha256(model_path),
         "parameters": {k: v for k, v in vars(params).items() if k not in ("raster", "model")},
         "bands": plan.bands, "divisor": plan.divisor, "raster_gsd_m": plan.raster_gsd,

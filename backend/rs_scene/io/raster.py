@@ -21,10 +21,17 @@ from .tiling import Tile
 _COLOR_NAMES = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
 
 
+def gdal_virtual(path: str) -> bool:
+    """A GDAL virtual file system path another process can open too: a raster in a zip (``/vsizip/``),
+    online (``/vsicurl/``, ``/vsis3/``, ...); not ``/vsimem/``, which lives in one process's memory."""
+    return path.startswith("/vsi") and not path.startswith("/vsimem/")
+
+
 def open_raster(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
-    """Open a GDAL-readable raster, or raise an error naming the file and the reason."""
+    """Open a GDAL-readable raster (a file, or a :func:`gdal_virtual` path), or raise an error naming the
+    file and the reason."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not gdal_virtual(path) and not os.path.exists(path):
         raise RSSceneError(f"raster not found: {path}")
     if os.path.isdir(path):
         raise RSSceneError(f"{path} is a folder, not a raster file")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..io.raster import gdal_virtual
+
 
 class RequestError(ValueError):
     """A malformed request: answered with 400 and this message."""
@@ -93,7 +95,7 @@ def classify_request(body: Any) -> dict[str, Any]:
         from .pixels import decode_pixels
 
         req["pixels"] = decode_pixels(req["pixels"])  # (array, meta): checked before the job is queued
-    if "raster" in req and not os.path.exists(req["raster"]):
+    if "raster" in req and not (gdal_virtual(req["raster"]) or os.path.exists(req["raster"])):
         raise RequestError(f"classify: raster file not found: {req['raster']}")
     if not any(req.get(k) for k in ("out_gpkg", "heatmap", "class_raster")):
         raise RequestError("classify: nothing to write: give 'out_gpkg', 'heatmap' and/or 'class_raster'")
