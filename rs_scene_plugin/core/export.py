@@ -66,9 +66,9 @@ def export_chips(raster: QgsRasterLayer, polygons: QgsVectorLayer, field: str, o
     a cancelled or failed run leaves nothing."""
     from osgeo import gdal
 
-    source = raster.source().split("|")[0]
-    if raster.providerType() != "gdal" or not os.path.isfile(source):
-        raise ValueError(f"layer '{raster.name()}' is not a local raster file; save it as GeoTIFF first")
+    source = raster.source().split("|")[0]  # read here, in QGIS's process: any GDAL path will do
+    if raster.providerType() != "gdal" or gdal.Open(source) is None:
+        raise ValueError(f"layer '{raster.name()}' is not a raster file GDAL can open; save it as GeoTIFF first")
     if tile_px < 1:
         raise ValueError(f"the chip size must be at least 1 pixel, not {tile_px}")
     check_labels(polygons, field)

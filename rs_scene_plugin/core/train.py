@@ -16,6 +16,7 @@ from .backend import BackendManager
 from .client import BackendError, JobCancelled
 from .jobs import percent, run_job
 from .labels import write_labels
+from .pixels import is_local_file
 
 
 @dataclass
@@ -50,8 +51,9 @@ def train_body(spec: TrainSpec, workdir: str) -> dict[str, Any]:
     if spec.raster is None or spec.labels is None or not spec.class_field:
         raise ValueError("choose a raster layer, a polygon layer and its class field (or a dataset folder)")
     source = spec.raster.source().split("|")[0]
-    if spec.raster.providerType() != "gdal" or not os.path.isfile(source):
-        raise ValueError(f"layer '{spec.raster.name()}' is not a local raster file; save it as GeoTIFF first")
+    if not is_local_file(spec.raster):
+        raise ValueError(f"layer '{spec.raster.name()}' is not a raster file the service can read; save it as "
+                         "GeoTIFF first")
     body.update(raster=source, class_field=spec.class_field,
                 labels=write_labels(spec.labels, spec.class_field, spec.raster.crs(),
                                     os.path.join(workdir, "labels.gpkg")))

@@ -111,3 +111,21 @@ def test_bad_options(tmp_path: Path) -> None:
     _assert_failed_clean(proc, out, "unknown CAM method")
     proc, out = _classify(tmp_path, S2_SCENE, "--bands", S2_BANDS_OPT, "--streams", "0")
     _assert_failed_clean(proc, out, "--streams must be at least 1, not 0")
+
+
+def test_service_requests_take_gdal_virtual_paths_and_refuse_missing_files(tmp_path: Path) -> None:
+    """/vsizip/, /vsicurl/... are GDAL's to open (the engine names the path if it cannot); a plain path
+    that does not exist is refused at once; /vsimem/ lives in another process and is refused too."""
+    from rs_scene.server.requests import RequestError, classify_request, train_request
+
+    labels = tmp_path / "labels.gpkg"
+    labels.write_bytes(b"")
+    out = str(tmp_path / "g.gpkg")
+    zipped = f"/vsizip/{tmp_path}/a.zip/scene.tif"
+    assert classify_request({"raster": zipped, "model": "m", "out_gpkg": out})["raster"] == zipped
+    assert train_request({"raster": zipped, "labels": str(labels), "class_field": "c", "name": "x"})["raster"]
+    for bad in (str(tmp_path / "nope.tif"), "/vsimem/scene.tif"):
+        with pytest.raises(RequestError, match="raster file not found"):
+            classify_request({"raster": bad, "model": "m", "out_gpkg": out})
+        with pytest.raises(RequestError, match="raster file not found"):
+            train_request({"raster": bad, "labels": str(labels), "class_field": "c", "name": "x"})

@@ -178,6 +178,16 @@ def test_layer_inside_a_zip_is_read_by_the_service_itself(provider, s2_layer, tm
                                "OUTPUT_GRID": str(tmp_path / f"{i}.gpkg")})["CLASS_COUNTS"]
               for i, lay in enumerate((layer, s2_layer))]
     assert counts[0] == counts[1] and sum(counts[0].values()) == 6
+    # the same layer can be cut into chips and trained from (the service's check accepts the path)
+    labels = polygon_layer(s2_layer, {"sea": [(0, 0, 128, 64)], "town": [(700, 600, 64, 128)]})
+    chips = run("exportchips", {"INPUT": layer, "LABELS": labels, "CLASS_FIELD": "landcover", "TILE_SIZE": 32,
+                                "OUTPUT": str(tmp_path / "chips")})
+    assert chips["CLASS_COUNTS"] == {"sea": 8, "town": 8}
+    from rs_scene_plugin.core.train import TrainSpec, train_body
+
+    body = train_body(TrainSpec(raster=layer, labels=labels, class_field="landcover", name="zipped"),
+                      str(tmp_path))
+    assert body["raster"].startswith("/vsizip/")
 
 
 def test_non_file_layer_is_sent_by_value_and_agrees_with_the_file(provider, s2_layer, tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def train_request(body: Any) -> dict[str, Any]:
             if not req.get(key):
                 raise RequestError(f"train: field '{key}' is required when training from labelled polygons")
         for key in ("raster", "labels"):
-            if not os.path.exists(req[key]):
+            if not (key == "raster" and gdal_virtual(req[key])) and not os.path.exists(req[key]):
                 raise RequestError(f"train: {key} file not found: {req[key]}")
     if not req.get("out") and not req.get("name"):
         raise RequestError("train: give 'name' (installed into the user's models) or 'out' (a .pt path)")
