@@ -147,12 +147,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _estimate(params: Any, as_json: bool) -> int:
     """``classify --estimate``: the ETA the plugin shows before a run; writes nothing."""
-    from .bench.estimate import estimate_run, estimate_warnings
+    from .bench.estimate import estimate_run
 
     kw = {k: v for k, v in vars(params).items()
           if k not in ("raster", "model", "out_gpkg", "heatmap", "class_raster") and v is not None}
-    seconds, tiles = estimate_run(params.raster, params.model, heatmap=bool(params.heatmap), **kw)
-    warnings = estimate_warnings(params.raster, params.model, **kw)
+    seconds, tiles, warnings = estimate_run(params.raster, params.model, heatmap=bool(params.heatmap), **kw)
     for text in warnings:
         print(f"warning: {text}", file=sys.stderr)
     if as_json:

@@ -67,12 +67,12 @@ def export_chips(raster: QgsRasterLayer, polygons: QgsVectorLayer, field: str, o
     from osgeo import gdal
 
     source = raster.source().split("|")[0]  # read here, in QGIS's process: any GDAL path will do
-    if raster.providerType() != "gdal" or gdal.Open(source) is None:
+    ds = gdal.Open(source) if raster.providerType() == "gdal" else None
+    if ds is None:
         raise ValueError(f"layer '{raster.name()}' is not a raster file GDAL can open; save it as GeoTIFF first")
     if tile_px < 1:
         raise ValueError(f"the chip size must be at least 1 pixel, not {tile_px}")
     check_labels(polygons, field)
-    ds = gdal.Open(source)
     gt = ds.GetGeoTransform()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,9 @@ from rasterio.windows import Window, bounds
 _CACHE: dict[tuple[Any, ...], tuple[float, float]] = {}
 
 
-def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
-    from ..engine.plan import make_plan
+def _plan(raster: str, model: str, params: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    """The run's plan, the raster's transform and the warnings the run would give (scale, resolution)."""
+    from ..engine.plan import input_warnings, make_plan
     from ..io.raster import open_raster
     from ..zoo import card_of
 
@@ -29,18 +30,7 @@ def _plan(raster: str, model: str, params: dict[str, Any]) -> Any:
     keys = ("bands", "tile_size", "stride", "gsd", "extent", "input_scale", "edge", "nodata")
     with open_raster(raster) as ds:
         plan = make_plan(ds, card, **{k: params[k] for k in keys if params.get(k) is not None})
-        return plan, ds.transform
-
-
-def estimate_warnings(raster: str, model: str, **params: Any) -> list[str]:
-    """The warnings the run would give (scale, resolution), shown with its ETA before it starts."""
-    from ..engine.plan import input_warnings
-    from ..io.raster import open_raster
-    from ..zoo import card_of
-
-    plan, _ = _plan(raster, model, params)
-    with open_raster(raster) as ds:
-        return input_warnings(ds, plan, card_of(model), params.get("tile_size"))
+        return plan, ds.transform, input_warnings(ds, plan, card, params.get("tile_size"))
 
 
 def _centre_extent(plan: Any, transform: Any, tiles: int) -> tuple[float, float, float, float]:
@@ -95,13 +85,15 @@ def calibrate(raster: str, model: str, heatmap: bool, plan: Any, transform: Any,
     return fixed, per_tile
 
 
-def estimate_run(raster: str, model: str, heatmap: bool = False, **params: Any) -> tuple[float, int]:
-    """``(seconds, tiles)`` of a ``classify`` of ``raster`` with ``model`` (``params``: ClassifyParams fields
-    such as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``). The first call for a setup runs
-    a short calibration (a few seconds); later calls are instant."""
-    plan, transform = _plan(raster, model, params)
+def estimate_run(raster: str, model: str, heatmap: bool = False,
+                 **params: Any) -> tuple[float, int, list[str]]:
+    """``(seconds, tiles, warnings)`` of a ``classify`` of ``raster`` with ``model`` (``params``:
+    ClassifyParams fields such as ``bands``, ``input_scale``, ``device``, ``runtime``, ``extent``); the
+    warnings are those the run would give, shown with the ETA before it starts. The first call for a setup
+    runs a short calibration (a few seconds); later calls are instant."""
+    plan, transform, warnings = _plan(raster, model, params)
     fixed, per_tile = calibrate(raster, model, heatmap, plan, transform, **params)
-    return fixed + len(plan.tiles) * per_tile, len(plan.tiles)
+    return fixed + len(plan.tiles) * per_tile, len(plan.tiles), warnings
 
 
 def estimate_seconds(raster: str, model: str, heatmap: bool = False, **params: Any) -> float:

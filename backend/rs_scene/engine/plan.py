@@ -16,7 +16,7 @@ from rasterio.windows import Window, from_bounds
 from ..bands import resolve_bands
 from ..card import ModelCard
 from ..errors import RSSceneError
-from ..io.raster import band_names, band_scaling, bands_divisor, gsd_metres_xy
+from ..io.raster import band_names, band_scaling, bands_divisor, every_band_holds, gsd_metres_xy
 from ..io.tiling import Tile, tile_grid
 
 MIN_TILE_SRC = 4  # a tile narrower than this many raster pixels carries no scene
@@ -163,12 +163,11 @@ def resolution_warning(ds: Any, plan: TilePlan, card: ModelCard, tile_size: int 
     """A warning when the raster is much coarser than the resolution the tiles are cut at: each model tile
     is then made of a few raster pixels blown up (a 5-m NAIP tile for a 0.3-m aerial model: 15 pixels for
     256), which the model never saw in training."""
-    tile = tile_size or card.tile_size
-    factor = tile / min(plan.tile_src, plan.tile_src_y)
+    tile, few = tile_size or card.tile_size, min(plan.tile_src, plan.tile_src_y)
+    factor = tile / few
     if factor <= UPSAMPLE_WARN:
         return None
-    coarse, few = max(plan.raster_gsd, plan.raster_gsd_y), min(plan.tile_src, plan.tile_src_y)
-    target = plan.target_gsd
+    coarse, target = max(plan.raster_gsd, plan.raster_gsd_y), plan.target_gsd
     return (f"{ds.name}: its {coarse:.3g} m pixels are {factor:.0f} times coarser than the {target:g} m "
             f"the tiles are cut at, so each {tile}-px tile is {few} raster pixels enlarged and the "
             f"predictions are unreliable. Use a model trained at about {coarse:.3g} m, or --gsd native "
@@ -187,8 +186,8 @@ def scale_warning(ds: Any, plan: TilePlan, card: ModelCard) -> str | None:
         win = Window(x0 + int(fx * (w - sw)), y0 + int(fy * (h - sh)), sw, sh)
         block = ds.read(plan.bands, window=win, masked=True)
         if plan.nodata is not None:
-            missing = np.isnan(block.data) if math.isnan(plan.nodata) else block.data == plan.nodata
-            block = np.ma.masked_array(block.data, mask=np.ma.getmaskarray(block) | missing.all(axis=0)[None])
+            missing = every_band_holds(block.data, plan.nodata)
+            block = np.ma.masked_array(block.data, mask=np.ma.getmaskarray(block) | missing[None])
         for i in range(len(plan.bands)):
             parts[i].append(block[i].compressed())
     scales, offsets = plan.scaling or ([1.0] * len(plan.bands), [0.0] * len(plan.bands))

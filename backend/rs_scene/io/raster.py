@@ -177,10 +177,7 @@ class TileReader:
         for a resampled read, on a nearest-neighbour read of the window, as GDAL resamples its own masks."""
         raw = native if native is not None else self.ds.read(
             self.bands, window=win, out_shape=(len(self.bands), *shape), resampling=Resampling.nearest)
-        value = self.extra_nodata
-        if value is not None and math.isnan(value):
-            return ~np.isnan(raw).all(axis=0)
-        return (raw != _as_dtype(value, raw.dtype)).any(axis=0)
+        return ~every_band_holds(raw, float(self.extra_nodata))
 
     def _nodata_mask(self, block: np.ndarray) -> np.ndarray:
         valid = np.zeros(block.shape[1:], dtype=bool)
@@ -307,6 +304,14 @@ class TileReader:
                 valid &= extra
             reads.append(TileRead(data, valid, float(valid.mean())))
         return reads
+
+
+def every_band_holds(raw: np.ndarray, value: float) -> np.ndarray:
+    """``(H, W)``: where every band of ``raw`` ``(C, H, W)`` holds ``value`` (NaN matching NaN), as a nodata
+    value the user gives marks a missing pixel."""
+    if math.isnan(value):
+        return np.isnan(raw).all(axis=0)
+    return (raw == _as_dtype(value, raw.dtype)).all(axis=0)
 
 
 def _as_dtype(value: float, dtype: np.dtype) -> Any:

@@ -8,6 +8,11 @@ from typing import Any
 from ..io.raster import gdal_virtual
 
 
+def _raster_exists(path: str) -> bool:
+    """A file, or a path GDAL opens itself (:func:`gdal_virtual`: the engine names it if it cannot)."""
+    return gdal_virtual(path) or os.path.exists(path)
+
+
 class RequestError(ValueError):
     """A malformed request: answered with 400 and this message."""
 
@@ -95,7 +100,7 @@ def classify_request(body: Any) -> dict[str, Any]:
         from .pixels import decode_pixels
 
         req["pixels"] = decode_pixels(req["pixels"])  # (array, meta): checked before the job is queued
-    if "raster" in req and not (gdal_virtual(req["raster"]) or os.path.exists(req["raster"])):
+    if "raster" in req and not _raster_exists(req["raster"]):
         raise RequestError(f"classify: raster file not found: {req['raster']}")
     if not any(req.get(k) for k in ("out_gpkg", "heatmap", "class_raster")):
         raise RequestError("classify: nothing to write: give 'out_gpkg', 'heatmap' and/or 'class_raster'")
@@ -130,7 +135,8 @@ def train_request(body: Any) -> dict[str, Any]:
             if not req.get(key):
                 raise RequestError(f"train: field '{key}' is required when training from labelled polygons")
         for key in ("raster", "labels"):
-            if not (key == "raster" and gdal_virtual(req[key])) and not os.path.exists(req[key]):
+            exists = _raster_exists(req[key]) if key == "raster" else os.path.exists(req[key])
+            if not exists:
                 raise RequestError(f"train: {key} file not found: {req[key]}")
     if not req.get("out") and not req.get("name"):
         raise RequestError("train: give 'name' (installed into the user's models) or 'out' (a .pt path)")

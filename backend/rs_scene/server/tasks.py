@@ -72,7 +72,7 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
 def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
     """The ETA shown before a run: a calibration classify of a block at the raster's centre with the same
     settings, scaled to the run's tiles (:func:`rs_scene.bench.estimate.estimate_run`; cached per setup)."""
-    from ..bench.estimate import estimate_run, estimate_warnings
+    from ..bench.estimate import estimate_run
     from ..errors import RSSceneError
 
     if "raster" not in req:
@@ -82,9 +82,9 @@ def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
     kw.setdefault("device", device)
     if kw.get("extent") is not None:
         kw["extent"] = tuple(kw["extent"])
-    seconds, tiles = estimate_run(req["raster"], req["model"], heatmap=bool(req.get("heatmap")), **kw)
-    return {"eta_s": round(seconds, 1), "tiles": tiles,
-            "warnings": estimate_warnings(req["raster"], req["model"], **kw)}
+    seconds, tiles, warnings = estimate_run(req["raster"], req["model"], heatmap=bool(req.get("heatmap")),
+                                            **kw)
+    return {"eta_s": round(seconds, 1), "tiles": tiles, "warnings": warnings}
 
 
 def _polygon_data(req: dict[str, Any]) -> Any:
