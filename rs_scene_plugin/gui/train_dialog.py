@@ -21,6 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -109,11 +110,17 @@ class TrainDialog(QDialog):
         for b in (self.train_button, self.cancel_button, close):
             b.setAutoDefault(False)
             buttons.addWidget(b)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        inner = QVBoxLayout(content)
         for w in (data, method, self.curves, self.progress, self.status, self.matrix):
-            layout.addWidget(w)
+            inner.addWidget(w)
+        self.scroll = QScrollArea()  # the content scrolls on a 1366x768 screen; the buttons below stay visible
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
-        self.resize(640, 860)
+        self.resize(660, 680)
 
     # -- methods -------------------------------------------------------------------------------------------
     def open_fresh(self) -> None:

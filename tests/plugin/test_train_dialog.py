@@ -91,3 +91,18 @@ def test_cancel_writes_no_model(dialog, qtbot, s2_layer) -> None:
     assert not task.result and task.error is None
     assert "Cancelled" in dialog.status.text()
     assert not list(Path(os.environ["RS_SCENE_MODELS"]).glob("cancelled-model*"))
+
+
+def test_fits_a_1366x768_screen_with_its_buttons_visible(dialog, qtbot) -> None:
+    dialog.open_fresh()
+    dialog.resize(1366 - 40, 768 - 80)  # what a laptop screen leaves after the title bar and the task bar
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert dialog.height() <= 768 - 80 and dialog.sizeHint().height() <= 768 - 80
+    for button in (dialog.train_button, dialog.cancel_button):
+        corner = button.mapTo(dialog, button.rect().bottomRight())
+        assert button.isVisible() and corner.y() <= dialog.height(), button.text()
+    content = dialog.scroll.widget()
+    assert content.sizeHint().height() > dialog.scroll.viewport().height(), "the content is taller: it must scroll"
+    dialog.scroll.ensureWidgetVisible(dialog.matrix)
+    assert dialog.scroll.verticalScrollBar().value() > 0
