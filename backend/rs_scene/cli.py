@@ -222,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-valid", type=float, default=0.5, help="skip tiles with less valid data (0-1)")
     p.add_argument("--nodata", type=float,
                    help="raw value of missing pixels (where every band holds it), besides the raster's own")
-    p.add_argument("--edge", choices=["pad", "shift", "drop"], default="pad",
-                   help="partial tiles at the right/bottom edge: pad (nodata-padded), shift inside, or drop")
+    p.add_argument("--edge", choices=["pad", "shift", "drop"], default="shift",
+                   help="partial tiles at the right/bottom edge: shift the last tile inside the raster "
+                   "(default; it overlaps its neighbour), pad with nodata (biases the class), or drop")
     p.add_argument("--cam", default="gradcam", help="CAM method: gradcam, gradcam++, xgradcam, hirescam, ...")
     p.add_argument("--cam-class", help="heatmap for this class instead of each tile's prediction")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

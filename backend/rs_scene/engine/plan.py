@@ -78,7 +78,7 @@ def read_mask(path: str, crs: Any) -> list[dict[str, Any]]:
 
 def make_plan(ds: Any, card: ModelCard, *, bands: str | None = None, tile_size: int | None = None,
               stride: int | None = None, gsd: float | str | None = None, extent: Any = None,
-              mask: str | None = None, input_scale: float | None = None, edge: str = "pad",
+              mask: str | None = None, input_scale: float | None = None, edge: str = "shift",
               nodata: float | None = None) -> TilePlan:
     if ds.crs is None:
         raise RSSceneError(f"{ds.name} has no CRS: a georeferenced raster is needed to place the tile grid")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from ..errors import RSSceneError
+from .outputs import OUTPUT_TAG, RUN_RECORD_URI, release_temp, temp_path
 from .qml import categorized_qml
 
 HEAT_NODATA = -1.0
@@ -37,18 +37,17 @@ class AtomicPath:
             raise RSSceneError(f"cannot write {self.target}: folder {folder} is not writable")
         if self.target.is_dir():
             raise RSSceneError(f"cannot write {self.target}: it is a folder")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.stem}-", suffix=self.target.suffix, dir=folder)
-        os.close(fd)
-        os.unlink(tmp)  # the drivers create the file themselves
-        self.tmp = Path(tmp)
+        self.tmp = temp_path(self.target)  # the drivers create the file; stale ones of killed runs go first
 
     def commit(self) -> None:
         os.replace(self.tmp, self.target)
+        release_temp(self.tmp)
 
     def abort(self) -> None:
         for p in [self.tmp] + [Path(str(self.tmp) + s) for s in ("-journal", "-wal", "-shm", ".aux.xml")]:
             if p.exists():
                 p.unlink()
+        release_temp(self.tmp)
 
 
 def grid_schema(multi_label: bool) -> dict[str, Any]:
@@ -102,7 +101,8 @@ class GridWriter:
         """QGIS reads a GeoPackage layer's default style from ``layer_styles``; the run record goes into the
         standard ``gpkg_metadata`` tables, referenced from the layer."""
         qml = categorized_qml("class_name", self.classes, SKIPPED)
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # GeoPackage DATETIME with milliseconds: without them GDAL warns "Non-conformant content" on every load
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         con = sqlite3.connect(self.path.tmp)
         try:
             con.execute(
@@ -128,9 +128,8 @@ class GridWriter:
                 "md_file_id INTEGER NOT NULL, md_parent_id INTEGER)")
             cur = con.execute(
                 "INSERT INTO gpkg_metadata (md_scope, md_standard_uri, mime_type, metadata) "
-                "VALUES ('dataset', 'https://github.com/rs-scene/rs-scene/run-record', "
-                "'application/json', ?)",
-                (json.dumps(run_record),))
+                "VALUES ('dataset', ?, 'application/json', ?)",
+                (RUN_RECORD_URI, json.dumps(run_record)))
             con.execute("INSERT INTO gpkg_metadata_reference (reference_scope, table_name, timestamp, "
                         "md_file_id) VALUES ('table', ?, ?, ?)", (self.LAYER, now, cur.lastrowid))
             for ext in ("gpkg_metadata", "gpkg_metadata_reference"):
@@ -166,6 +165,7 @@ class HeatmapWriter:
             crs=profile_src.crs, transform=transform, nodata=HEAT_NODATA, tiled=True, blockxsize=256,
             blockysize=256, compress="deflate", predictor=3, BIGTIFF="IF_SAFER")
         self.dst.set_band_description(1, "Grad-CAM attention (0-1, per tile)")
+        self.dst.update_tags(**{OUTPUT_TAG: "heatmap"})  # marks it as ours: a later run may replace it
         self.buf_y = 0  # raster row (relative to the area) of the buffer's first row
         self.rows = band_h * 2
         self.acc = np.zeros((self.rows, self.w), dtype=np.float32)
@@ -258,6 +258,7 @@ class ClassRasterWriter:
             cmap[CLASS_NODATA] = (0, 0, 0, 0)
             dst.write_colormap(1, cmap)
             dst.update_tags(1, **{f"CLASS_{i}": c["name"] for i, c in enumerate(self.classes)})
+            dst.update_tags(**{OUTPUT_TAG: "classes"})
         self.path.commit()
 
     def abort(self) -> None:
