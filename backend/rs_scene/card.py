@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +112,9 @@ def save_model(path: str | os.PathLike[str], card: ModelCard, state_dict: dict[s
         raise RSSceneError(f"cannot write model: folder {path.parent} does not exist")
     blob = {"format": FORMAT, "card": json.dumps(card.to_dict()),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
+    from .io.outputs import release_temp, temp_path
+
+    tmp = temp_path(path)  # recognisable; a killed run's is removed by the next save to the same file
     try:
         torch.save(blob, tmp)
         os.chmod(tmp, 0o644)
@@ -123,6 +123,8 @@ def save_model(path: str | os.PathLike[str], card: ModelCard, state_dict: dict[s
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        release_temp(tmp)
     return path
 
 
@@ -143,17 +145,28 @@ def _load_blob(path: Path) -> dict[str, Any]:
     return blob
 
 
-def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    blob = _load_blob(Path(path))
+def _card_of(blob: dict[str, Any], path: str | os.PathLike[str]) -> ModelCard:
     try:
-        return ModelCard.from_dict(json.loads(blob["card"]))
-    except (json.JSONDecodeError, TypeError) as exc:
+        data = json.loads(blob["card"])
+    except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
         raise RSSceneError(f"{path}: the model card is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RSSceneError(f"{path}: the model card must be a JSON object, not {type(data).__name__}")
+    try:
+        return ModelCard.from_dict(data)
+    except TypeError as exc:
+        raise RSSceneError(f"{path}: the model card does not fit the card's fields: {exc}") from exc
+
+
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    return _card_of(_load_blob(Path(path)), path)
 
 
 def load_model_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str, torch.Tensor]]:
     blob = _load_blob(Path(path))
-    card = ModelCard.from_dict(json.loads(blob["card"]))
+    card = _card_of(blob, path)
+    if not isinstance(blob.get("state_dict"), dict):
+        raise RSSceneError(f"{path}: the model file has no weights (state_dict)")
     return card, blob["state_dict"]
 
 
