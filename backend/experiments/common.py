@@ -1,18 +1,25 @@
-"""Shared helpers of the benchmark: data subsets, one train + evaluate run, model size and CPU speed."""
+"""The benchmark's harness: profiles, seeded splits, one train + evaluate run, cached frozen features and
+linear probes, model size and CPU speed. Statistics, tables, goals and plots are in :mod:`stats`.
+
+Every experiment module has ``run(ctx) -> Study | list[Study]``; see /work/notes/h11-harness.md.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from stats import Goal, Interval, Study, Table, interval, paired  # noqa: F401  (re-exported)
+from torch import nn
 
 from rs_scene.card import save_model
 from rs_scene.data.datasets import SceneData, heldout_indices
-from rs_scene.engine.evaluate import evaluate
+from rs_scene.engine.evaluate import evaluate, preprocess
 from rs_scene.engine.train import TrainParams, build_card
 from rs_scene.engine.trainer import Trainer, TrainSettings
 from rs_scene.methods import Method, create_method
@@ -20,51 +27,78 @@ from rs_scene.methods import Method, create_method
 CPU = torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seeds: int  # splits and inits: seed s draws split s and initialises with s
+    size: int  # default image edge in px (an experiment may pick another through ``ctx.pick``)
+    shrink: int = 0  # smoke only: keep this many images per class
+
+
+PROFILES = {
+    "quick": Profile("quick", seeds=3, size=64),  # the default: all five papers within ~60 min on 2 CPU cores
+    "paper": Profile("paper", seeds=5, size=224),  # the papers' image size and epochs, for a GPU
+    "smoke": Profile("smoke", seeds=2, size=64, shrink=3),  # checks the harness: numbers meaningless
+}
+
+
 @dataclass
 class Ctx:
     data: Path  # ../shared/data
-    out: Path  # where model files and results go
-    quick: bool = False  # a few images and one epoch: checks the harness, not the methods
-    seed: int = 0
+    out: Path  # where model files, caches, results and plots go
+    profile: Profile = PROFILES["quick"]
+    seeds_override: int = 0
+    device: str = "cpu"
 
-    def epochs(self, n: int) -> int:
-        return 1 if self.quick else n
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seeds_override or self.profile.seeds))
+
+    @property
+    def size(self) -> int:
+        return self.profile.size
+
+    def pick(self, quick: Any, paper: Any, smoke: Any = None) -> Any:
+        """The value for this profile (smoke: ``smoke``, else ``quick``)."""
+        if self.profile.name == "paper":
+            return paper
+        if self.profile.name == "smoke":
+            return quick if smoke is None else smoke
+        return quick
+
+    def epochs(self, quick: int, paper: int) -> int:
+        return self.pick(quick, paper, 1)
+
+    def small(self, data: SceneData) -> SceneData:
+        """The data itself, or a few images per class under the smoke profile."""
+        return shrink(data, self.profile.shrink) if self.profile.shrink else data
 
 
-@dataclass
-class Table:
-    title: str
-    setup: str
-    columns: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-    reading: str = ""
-    seconds: float = 0.0
+# -- data ---------------------------------------------------------------------------------------------------
+def labels_of(data: SceneData) -> np.ndarray:
+    return data.y.numpy() if data.task == "single-label" else np.zeros(len(data), dtype=int)
 
-    def markdown(self) -> str:
-        def cell(v: Any) -> str:
-            return f"{v:.3f}" if isinstance(v, float) else str(v)
 
-        lines = [
-            f"## {self.title}",
-            "",
-            self.setup,
-            "",
-            "| " + " | ".join(self.columns) + " |",
-            "|" + "---|" * len(self.columns),
-        ]
-        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
-        lines += ["", f"Reading: {self.reading}", "", f"({self.seconds:.0f} s)", ""]
-        return "\n".join(lines)
+def seeded_split(data: SceneData, seed: int, test: float | int = 1 / 3, train: int | None = None,
+                 classes: list[int] | None = None) -> tuple[SceneData, SceneData]:
+    """Stratified random split drawn with ``seed``: per class, ``test`` images (a count, or a share) held out
+    and at most ``train`` of the rest kept for training (all when None). Multi-label data: one stratum."""
+    rng = np.random.default_rng(seed)
+    labels = labels_of(data)
+    tr, te = [], []
+    for c in np.unique(labels) if classes is None else classes:
+        members = np.flatnonzero(labels == c)
+        rng.shuffle(members)
+        k = test if isinstance(test, int) else max(1, round(len(members) * test))
+        te += members[:k].tolist()
+        tr += members[k:][:train].tolist() if train is not None else members[k:].tolist()
+    return data.subset(sorted(tr)), data.subset(sorted(te))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "setup": self.setup,
-            "columns": self.columns,
-            "rows": self.rows,
-            "reading": self.reading,
-            "seconds": round(self.seconds, 1),
-        }
+
+def split(data: SceneData) -> tuple[SceneData, SceneData]:
+    """The dataset's own held-out split (split.csv, or every third image of each class): one fixed split."""
+    train, test, _ = heldout_indices(data)
+    return data.subset(train), data.subset(test)
 
 
 def select_classes(data: SceneData, names: list[str]) -> SceneData:
@@ -78,16 +112,10 @@ def select_classes(data: SceneData, names: list[str]) -> SceneData:
     return sub
 
 
-def split(data: SceneData) -> tuple[SceneData, SceneData]:
-    """The dataset's own held-out split (split.csv, or every third image of each class)."""
-    train, test, _ = heldout_indices(data)
-    return data.subset(train), data.subset(test)
-
-
 def shrink(data: SceneData, per_class: int) -> SceneData:
-    """The first ``per_class`` images of each class (quick mode)."""
+    """The first ``per_class`` images of each class."""
     if data.task == "multi-label":
-        return data.subset(list(range(min(len(data), per_class * 2))))
+        return data.subset(list(range(min(len(data), per_class * 4))))
     keep, seen = [], {}
     for i in range(len(data)):
         c = int(data.y[i])
@@ -97,53 +125,96 @@ def shrink(data: SceneData, per_class: int) -> SceneData:
     return data.subset(keep)
 
 
+def epochs_for_steps(n_images: int, batch_size: int, steps: int) -> int:
+    """Epochs that give at least ``steps`` optimiser steps (the trainer's batches: round(n / batch))."""
+    per_epoch = max(1, int(n_images / batch_size + 0.5))
+    return max(1, -(-steps // per_epoch))
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
 @dataclass
 class Run:
     method: Method
-    model: torch.nn.Module
-    module: torch.nn.Module
+    model: nn.Module
+    module: nn.Module
     card: Any
     metrics: dict[str, Any]
     seconds: float
 
+    @property
+    def oa(self) -> float:
+        return float(self.metrics["overall_accuracy"])
 
-def train_eval(
-    ctx: Ctx,
-    name: str,
-    options: dict[str, Any],
-    train: SceneData,
-    test: SceneData,
-    method: Method | None = None,
-    progress: Any = None,
-    checkpoint: str | None = None,
-    resume: bool = False,
-) -> Run:
-    """Train ``name`` on ``train`` with a fixed seed, evaluate on ``test`` as ``rs-scene evaluate`` would."""
+
+def train_eval(ctx: Ctx, name: str, options: dict[str, Any], train: SceneData, test: SceneData, seed: int,
+               method: Method | None = None, val: SceneData | None = None) -> Run:
+    """Train ``name`` on ``train`` (init and batches seeded with ``seed``), evaluate on ``test`` exactly as
+    ``rs-scene evaluate`` would. ``method`` overrides the registry (ablations that subclass a method)."""
     method = method or create_method(
         name, options, num_classes=len(train.classes), bands=train.bands, task=train.task
     )
     card = build_card(TrainParams(out=str(ctx.out / "x.pt")), train, train, method)
-    trainer = Trainer(
-        method, card, TrainSettings(device="cpu", seed=ctx.seed, resume=resume), progress=progress
-    )
+    trainer = Trainer(method, card, TrainSettings(device=ctx.device, seed=seed))
     t0 = time.perf_counter()
-    model = trainer.fit(train, checkpoint=checkpoint)
+    model = trainer.fit(train, val=val)
     seconds = time.perf_counter() - t0
-    module = method.export_module(model).eval()
+    module = method.export_module(model).eval().cpu()
     return Run(method, model, module, card, evaluate(module, card, test, CPU), seconds)
 
 
 def save(run: Run, path: Path) -> Path:
+    """The run's exported module as an RS Scene model file (teachers, in-domain inits)."""
     run.card.training = {"kind": "experiment"}
     return save_model(path, run.card, run.module.state_dict())
 
 
-def n_params(module: torch.nn.Module) -> int:
+# -- frozen features and probes -----------------------------------------------------------------------------
+def data_key(data: SceneData) -> str:
+    h = hashlib.sha1("\n".join(data.files).encode())
+    h.update(str(tuple(data.x.shape)).encode())
+    return h.hexdigest()[:12]
+
+
+@torch.inference_mode()
+def cached_features(ctx: Ctx, key: str, net: nn.Module, card: Any, data: SceneData,
+                    batch: int = 64) -> torch.Tensor:
+    """Pooled features (N, C) of ``net.forward_features`` in eval mode on the card's preprocessing (no
+    augmentation), cached under ``out/cache`` by ``key`` (name the weights) and the data's files."""
+    path = ctx.out / "cache" / f"{key}-{data_key(data)}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    net.eval()
+    parts = [net.forward_features(preprocess(data.x[i : i + batch], card)).mean((2, 3))
+             for i in range(0, len(data), batch)]
+    feats = torch.cat(parts).float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, path)
+    return feats
+
+
+def linear_probe(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
+                 seed: int, epochs: int = 300, lr: float = 1e-2, weight_decay: float = 1e-4) -> float:
+    """Accuracy of a logistic-regression head trained full-batch (Adam) on standardised frozen features."""
+    torch.manual_seed(seed)
+    mu, sd = train_f.mean(0), train_f.std(0).clamp_min(1e-6)
+    a, b = (train_f - mu) / sd, (test_f - mu) / sd
+    head = nn.Linear(a.shape[1], int(train_y.max()) + 1)
+    optim = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        optim.zero_grad()
+        nn.functional.cross_entropy(head(a), train_y).backward()
+        optim.step()
+    with torch.no_grad():
+        return float((head(b).argmax(1) == test_y).float().mean())
+
+
+# -- size and speed -----------------------------------------------------------------------------------------
+def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
 @torch.inference_mode()
-def tiles_per_second(module: torch.nn.Module, bands: int, size: int, batch: int = 32, reps: int = 3) -> float:
+def tiles_per_second(module: nn.Module, bands: int, size: int, batch: int = 32, reps: int = 3) -> float:
     """Best of ``reps`` timed forward passes of a ``batch`` of tiles on the CPU, in this process's threads."""
     x = torch.randn(batch, bands, size, size)
     module.eval()(x)
@@ -151,12 +222,7 @@ def tiles_per_second(module: torch.nn.Module, bands: int, size: int, batch: int 
     return batch / best
 
 
-def _timed(module: torch.nn.Module, x: torch.Tensor) -> float:
+def _timed(module: nn.Module, x: torch.Tensor) -> float:
     t0 = time.perf_counter()
     module(x)
     return time.perf_counter() - t0
-
-
-def mean(values: list[float | None]) -> float:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else float("nan")

@@ -1,12 +1,15 @@
-"""``make experiments``: one table per paper, each method against its own paper's baseline, on the shared
-real data with fixed seeds, sized to run within about an hour on a 2-core CPU. Writes Markdown and JSON.
+"""``make experiments``: one study per paper, each method against its own paper's baseline with the same
+budget, schedule, augmentation, split and image size, over several seeds (splits and inits), plus the
+"defaults" table (every method with its dialog defaults). Writes Markdown, JSON and one plot per study.
 
-    python backend/experiments/run.py --data ../shared/data --out build/experiments [--only scl] [--quick]
+    python backend/experiments/run.py --data ../shared/data --out build/experiments \
+        [--profile quick|paper|smoke] [--only pskd] [--seeds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -17,61 +20,71 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import exp_bwms  # noqa: E402
-import exp_ddrl_am  # noqa: E402
-import exp_pretrain  # noqa: E402
-import exp_pskd  # noqa: E402
-import exp_scl  # noqa: E402
-from common import Ctx  # noqa: E402
+from common import PROFILES, Ctx  # noqa: E402
 
 EXPERIMENTS = {
-    "ddrl-am": exp_ddrl_am,
-    "pskd": exp_pskd,
-    "scl": exp_scl,
-    "bwms": exp_bwms,
-    "pretrain": exp_pretrain,
+    "ddrl-am": "exp_ddrl_am",
+    "pskd": "exp_pskd",
+    "scl": "exp_scl",
+    "bwms": "exp_bwms",
+    "pretrain": "exp_pretrain",
+    "defaults": "exp_defaults",
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     ap.add_argument("--out", default="build/experiments")
     ap.add_argument("--only", action="append", choices=sorted(EXPERIMENTS))
-    ap.add_argument("--quick", action="store_true", help="a few images, one epoch: checks the harness only")
-    ap.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    ap.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+                    help="quick (default): ~60 min on a 2-core CPU; paper: 224 px and the papers' epochs, "
+                    "for a GPU; smoke: a few images, one epoch, checks the harness only")
+    ap.add_argument("--quick", action="store_true", help="old name of --profile smoke")
+    ap.add_argument("--seeds", type=int, default=0, help="number of seeds (default: the profile's)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy CPU)")
+    ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(Path(args.data), out, args.quick, args.seed)
+    profile = PROFILES["smoke" if args.quick else args.profile]
+    ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device)
     header = (
-        f"# RS Scene benchmark\n\nCPU only ({platform.processor() or platform.machine()}, torch "
-        f"{torch.__version__}, {args.threads} thread(s)), seed {args.seed}"
-        f"{', QUICK MODE: harness check, numbers meaningless' if args.quick else ''}. Image sizes, "
-        "epochs and backbones are cut down from the papers' to fit about an hour on a 2-core CPU "
-        "(each table says how); the data sets are the small real subsets in ../shared/data, so "
-        "differences of a few points are within noise.\n"
+        f"# RS Scene benchmark\n\nProfile `{profile.name}`"
+        f"{' (HARNESS CHECK: numbers meaningless)' if profile.name == 'smoke' else ''}, "
+        f"{len(ctx.seeds)} seeds (seed s draws split s and initialises with s), training on "
+        f"{args.device}, CPU {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s). Each row: mean over seeds with the t-based 95 % interval of the mean; "
+        "'paired diff' is the row minus the study's baseline on the same seeds (same split, same init), "
+        "with its own 95 % interval, in accuracy points. A goal written '>' is met when that interval lies "
+        "above 0, '>=' when it reaches 0 (not worse within the noise).\n"
     )
-    tables, t0 = [], time.perf_counter()
+    studies, t0 = [], time.perf_counter()
     for name in args.only or list(EXPERIMENTS):
         print(f"== {name}", file=sys.stderr, flush=True)
-        table = EXPERIMENTS[name].run(ctx)
-        tables.append(table)
-        print(table.markdown(), flush=True)
-        write(out, header, tables, time.perf_counter() - t0)
+        result = importlib.import_module(EXPERIMENTS[name]).run(ctx)
+        for study in result if isinstance(result, list) else [result]:
+            studies.append(study)
+            print(study.markdown(), flush=True)
+            write(out, header, studies, time.perf_counter() - t0)
     print(f"total {time.perf_counter() - t0:.0f} s; wrote {out / 'results.md'} and {out / 'results.json'}")
     return 0
 
 
-def write(out: Path, header: str, tables: list, seconds: float) -> None:
-    md = header + "\n" + "\n".join(t.markdown() for t in tables) + f"\nTotal: {seconds:.0f} s\n"
-    (out / "results.md").write_text(md)
+def write(out: Path, header: str, studies: list, seconds: float) -> None:
+    parts = [header]
+    for s in studies:
+        md = s.markdown()
+        plot = s.plot(out / f"plot_{s.key}.png") if hasattr(s, "plot") else None
+        parts.append(md + (f"\n![{s.title}](plot_{s.key}.png)\n" if plot else ""))
+    (out / "results.md").write_text("\n".join(parts) + f"\nTotal: {seconds:.0f} s\n")
     (out / "results.json").write_text(
-        json.dumps({"seconds": round(seconds, 1), "tables": [t.to_dict() for t in tables]}, indent=2)
+        json.dumps({"seconds": round(seconds, 1), "tables": [s.to_dict() for s in studies]}, indent=2)
     )
 
 

@@ -1,0 +1,87 @@
+"""The benchmark harness: t-based intervals over seeds, paired differences, goals, seeded stratified splits,
+no tiny last batch, cached frozen features, and the Markdown / JSON / plot of a study."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rs_scene.data.datasets import open_dataset
+from rs_scene.engine.train import TrainParams, build_card
+from rs_scene.engine.trainer import Trainer, TrainSettings, even_batches
+from rs_scene.methods import create_method
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backend" / "experiments"))
+import common
+from stats import Study, interval, paired
+
+pytest_plugins = ["datasets_tiny"]
+
+
+def test_interval_is_student_t() -> None:
+    iv = interval([0.80, 0.84, 0.82])  # mean 0.82, sd 0.02, t(0.975, 2) = 4.303
+    assert iv.mean == pytest.approx(0.82)
+    assert iv.hi - iv.mean == pytest.approx(4.3027 * 0.02 / 3**0.5, rel=1e-3)
+    assert interval([0.5]).lo == interval([0.5]).hi == 0.5
+
+
+def test_paired_difference_uses_common_seeds_only() -> None:
+    d = paired({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.8, 1: 0.7, 3: 0.1})
+    assert d.n == 2 and d.mean == pytest.approx(0.1) and d.lo == pytest.approx(0.1)
+
+
+def test_goals_strict_and_not_worse() -> None:
+    s = Study("x", "t", "s", baseline="b")
+    for seed, (a, b) in enumerate([(0.82, 0.80), (0.85, 0.80), (0.79, 0.80)]):
+        s.add("a", seed, a, parameters=10)
+        s.add("b", seed, b, parameters=10)
+    assert not s.goal("a > b", "a", "b", strict=True).met  # interval reaches below 0
+    assert s.goal("a >= b", "a", "b", strict=False).met
+    md = s.markdown()
+    assert "**not met**" in md and "**met**" in md and "| parameters |" in md.replace("seeds | ", "")
+    json.dumps(s.to_dict())
+
+
+def test_study_plot(tmp_path: Path) -> None:
+    s = Study("x", "t", "s")
+    for seed in range(3):
+        s.add("a", seed, 0.5 + seed / 100)
+    assert s.plot(tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_seeded_split_is_stratified_and_differs_by_seed(ucm_tiny: Path) -> None:
+    data = open_dataset(ucm_tiny, size=32)
+    tr0, te0 = common.seeded_split(data, 0, test=1)
+    tr1, te1 = common.seeded_split(data, 1, test=1)
+    assert sorted(te0.y.tolist()) == list(range(len(data.classes)))
+    assert not set(tr0.files) & set(te0.files)
+    assert len(tr0) + len(te0) == len(data)
+    assert te0.files != te1.files or tr0.files != tr1.files
+
+
+def test_no_tiny_last_batch(ucm_tiny: Path) -> None:
+    sizes = [len(b) for b in even_batches(torch.arange(100), 32)]
+    assert sizes == [34, 33, 33] or sorted(sizes) == [33, 33, 34]
+    data = open_dataset(ucm_tiny, size=32)
+    method = create_method("pretrain", {"batch_size": 5, "init": "scratch"}, num_classes=len(data.classes),
+                           bands=data.bands)
+    card = build_card(TrainParams(out="x.pt"), data, data, method)
+    batches = Trainer(method, card, TrainSettings(device="cpu")).batches(data, 5, None)  # 12 images: 6 + 6, not 5 + 5 + 2
+    assert min(len(b) for b in batches) >= 3 and sum(len(b) for b in batches) == len(data)
+
+
+def test_cached_features_are_reused(ucm_tiny: Path, tmp_path: Path) -> None:
+    data = open_dataset(ucm_tiny, size=64)  # Lite0 at 32 px pools a 1x1 map, nearly all 0
+    method = create_method("pretrain", {}, num_classes=len(data.classes), bands=data.bands)  # ImageNet
+    card = build_card(TrainParams(out="x.pt"), data, data, method)
+    net = method.build_model()
+    ctx = common.Ctx(tmp_path, tmp_path)
+    a = common.cached_features(ctx, "k", net, card, data)
+    torch.nn.init.zeros_(net.backbone._conv_stem.weight)  # a cache hit does not recompute
+    b = common.cached_features(ctx, "k", net, card, data)
+    assert a.shape == (len(data), net.num_features) and torch.equal(a, b)
+    acc = common.linear_probe(a, data.y, a, data.y, seed=0, epochs=100)
+    assert acc > 0.9  # separable on its own training features
