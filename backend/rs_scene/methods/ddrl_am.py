@@ -4,9 +4,16 @@ classification", Remote Sensing 2020).
 Stage 1 fine-tunes the backbone with a linear head. Its Grad-CAM map (Eq. 1-2; pytorch-grad-cam, upsampled to
 the image) of every training image is then the input of the second stream: stage 2 trains the two-stream
 network (image -> backbone, map -> SFT of Table I, element-wise product (Eq. 3), pooling, classifier) with
-``CE + lambda * center loss`` (Eq. 6, lambda = 0.5, centers moved by SGD with lr 0.5 as in Wen et al.),
-Adam with AMSGrad (lr 1e-4 for the backbone, 1e-3 for SFT and head, x0.1 every 10 epochs) and rotations/flips
-applied jointly to image and map. At inference the stage-1 network makes the map on the fly.
+``CE + lambda * center loss`` (Eq. 6; centers moved by SGD with lr 0.5 as in Wen et al., started at the class
+means of the features as training sees them), Adam with AMSGrad (lr 1e-4 for the backbone, 1e-3 for SFT and
+head; only the SFT and head rates x0.1 every 10 epochs, as the paper says) and, in both stages, the paper's
+augmentation only: rotations by 90/180/270 degrees and flips (applied jointly to image and map in stage 2).
+At inference the stage-1 network makes the map on the fly.
+
+lambda: the paper's 0.5 weighs a center loss summed over 512 ResNet-18 feature dimensions; Wen et al. found
+0.001-0.01 best with such a sum and showed large lambdas collapse the features. Our center loss is rescaled to
+512 dimensions whatever the backbone's width (:class:`CenterLoss` ``ref_dim``), and the default lambda was
+chosen on a validation split of AID training images (backend/experiments/exp_ddrl_am.py ``--select``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from .base import Method, MethodConfig, Stage, opt
 from .pretrain import load_init_backbone
 from .registry import register_method
 
+CENTER_REF_DIM = 512  # the paper's feature width (ResNet-18 / SFT): the center loss is scaled to it
+
 
 @dataclass
 class DDRLAMConfig(MethodConfig):
@@ -40,7 +49,9 @@ class DDRLAMConfig(MethodConfig):
     lr_backbone: float = opt(1e-4, "learning rate of the backbone")
     lr_step: int = opt(10, "multiply the learning rates by 0.1 every this many epochs")
     weight_decay: float = opt(0.0, "weight decay")
-    center_weight: float = opt(0.5, "lambda: weight of the center loss")
+    center_weight: float = opt(
+        0.01, "lambda: weight of the center loss (scaled to 512 feature dims; paper 0.5, Wen et al. 0.003)"
+    )
     center_lr: float = opt(0.5, "alpha: learning rate of the class centers")
     dropout: float = opt(0.0, "dropout before the classifier")
 
@@ -54,6 +65,15 @@ class DDRLAMTrainNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def bn_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the running statistics of every BatchNorm in ``module`` (state-dict keys)."""
+    return {
+        k: v.clone()
+        for k, v in module.state_dict().items()
+        if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+    }
 
 
 def build_net(
@@ -107,7 +127,8 @@ class DDRLAMMethod(Method):
         c = self.config
         backbone = load_init_backbone(c.init, c.backbone, self.bands)
         net = build_net(c.backbone, backbone, self.num_classes, self.bands, c.dropout)
-        return DDRLAMTrainNet(net, CenterLoss(self.num_classes, net.num_features, alpha=c.center_lr))
+        center = CenterLoss(self.num_classes, net.num_features, alpha=c.center_lr, ref_dim=CENTER_REF_DIM)
+        return DDRLAMTrainNet(net, center)
 
     def stages(self) -> list[Stage]:
         return [
@@ -146,28 +167,33 @@ class DDRLAMMethod(Method):
 
     @torch.no_grad()
     def init_centers(self, model: nn.Module, data: SceneData) -> None:
-        """Start each class center at its training images' mean fused feature (the paper does not say how the
-        centers start; from zero the center loss first pulls every feature towards the origin)."""
+        """Start each class center at its training images' mean fused feature as training computes it: in
+        train mode, BatchNorm normalising each batch of ``batch_size`` images by its own statistics. (In eval
+        mode the freshly built SFT's BatchNorm still has running mean 0 / variance 1, which makes the fused
+        features tens of times smaller than in training: the centers would start near zero and the center
+        loss would first pull every feature to the origin.) The running statistics are left as they were."""
         net: DDRLAMNet = model.net
-        card, device = self.card, next(net.parameters()).device
-        was_training = net.training
-        net.eval()
+        card, device, bs = self.card, next(net.parameters()).device, max(self.config.batch_size, 2)
+        was_training, saved = net.training, bn_buffers(net)
+        net.train()
+        net.attention_net.eval()
         feats = []
-        for i in range(0, len(data), 64):
-            x = normalize(resize(data.x[i : i + 64].to(device), card.input_size), card.mean, card.std)
-            amap = self.maps[i : i + 64].to(x)
+        for i in range(0, len(data), bs):
+            x = normalize(resize(data.x[i : i + bs].to(device), card.input_size), card.mean, card.std)
+            amap = self.maps[i : i + bs].to(x)
             feats.append(net.forward_head(net.fused_features(x, amap), pre_logits=True))
         model.center.set_to_means(torch.cat(feats), data.y.to(device))
+        net.load_state_dict(saved, strict=False)
         net.train(was_training)
 
     def prepare_batch(
         self, data: SceneData, idx: torch.Tensor, stage: Stage, trainer: Any
     ) -> tuple[Any, torch.Tensor]:
         y = data.y[idx].to(trainer.device)
-        if stage.name != "two-stream":
-            return trainer.prepare(data.x[idx], train=True), y
         card = trainer.card
         img = resize(data.x[idx].to(trainer.device), card.input_size)
+        if stage.name != "two-stream":  # the paper's augmentation: rotations and flips only
+            return normalize(random_flip_rot90(img, generator=trainer.generator), card.mean, card.std), y
         both = random_flip_rot90(torch.cat([img, self.maps[idx].to(img)], 1), generator=trainer.generator)
         return (normalize(both[:, :-1], card.mean, card.std), both[:, -1:]), y
 
@@ -187,7 +213,9 @@ class DDRLAMMethod(Method):
         optim = torch.optim.Adam(
             groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=c.weight_decay, amsgrad=True
         )
-        return optim, torch.optim.lr_scheduler.StepLR(optim, step_size=max(c.lr_step, 1), gamma=0.1)
+        step = max(c.lr_step, 1)
+        # the paper decays only the SFT and classifier rates; the fine-tuned backbone keeps its 1e-4
+        return optim, torch.optim.lr_scheduler.LambdaLR(optim, [lambda e: 1.0, lambda e: 0.1 ** (e // step)])
 
     def training_step(
         self, model: nn.Module, x: Any, y: torch.Tensor, stage: Stage

@@ -1,6 +1,6 @@
 """The spatial feature transformer (SFT) and the two-stream network of DDRL-AM (Li et al., "Deep
-discriminative
-representation learning with attention map for scene classification", Remote Sensing 2020, Sec. III-C)."""
+discriminative representation learning with attention map for scene classification", Remote Sensing 2020,
+Sec. III-C)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from .classifier import SceneClassifier
 class SFT(nn.Module):
     """Table I: conv 7x7/2 (pad 3) 64 + BN + maxpool 3x3/2 (pad 1), then conv 3x3/2 (pad 1) to 128, 256 and
     ``out_channels`` (512 for ResNet-18; the backbone's feature width in general), each followed by BN
-    (momentum 0.1). Table I names no activation; we put a ReLU after each BN as in the ResNet stream it
-    mirrors
-    (without one the stream is linear in the map and the fusion a fixed re-weighting). Input (B, 1, H, W)
-    attention maps in [0, 1]; output (B, out_channels, H/32, W/32)."""
+    (momentum 0.1). As in Table I and the text ("4 convolutional layers and 4 batch normalization layers, and
+    one max-pooling layer"), there is no activation: the max-pool is the stream's only non-linearity and the
+    last BN's affine output (any sign) re-weights the image stream's features in the product of Eq. 3.
+    Input (B, 1, H, W) attention maps in [0, 1]; output (B, out_channels, H/32, W/32)."""
 
     def __init__(self, out_channels: int = 512, in_channels: int = 1) -> None:
         super().__init__()
@@ -26,14 +26,12 @@ class SFT(nn.Module):
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
             nn.BatchNorm2d(64, momentum=0.1),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         ]
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             layers += [
                 nn.Conv2d(cin, cout, 3, 2, 1, bias=False),
                 nn.BatchNorm2d(cout, momentum=0.1),
-                nn.ReLU(inplace=True),
             ]
         self.layers = nn.Sequential(*layers)
         self.out_channels = out_channels
