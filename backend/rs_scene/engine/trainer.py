@@ -21,7 +21,7 @@ from torch import nn
 from ..card import ModelCard
 from ..data.datasets import SceneData
 from ..data.transforms import normalize, train_augment
-from ..methods.base import Method
+from ..methods.base import Method, even_batches, n_batches
 from .evaluate import evaluate, preprocess
 from .metrics import headline
 
@@ -63,18 +63,6 @@ def pick_device(name: str = "auto") -> torch.device:
 
         raise RSSceneError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from exc
     return dev
-
-
-def n_batches(n: int, batch_size: int) -> int:
-    """Batches per epoch: ``round(n / batch_size)``, at least one."""
-    return max(1, int(n / batch_size + 0.5))
-
-
-def even_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """``order`` cut into :func:`n_batches` batches of near-equal size (between 2/3 and 3/2 of
-    ``batch_size``): every image is used each epoch and no tiny last batch gives a noisy step (100 images at
-    batch 32 are 33 + 33 + 34, not 32 + 32 + 32 + 4)."""
-    return list(torch.tensor_split(order, n_batches(len(order), batch_size)))
 
 
 def seed_everything(seed: int) -> torch.Generator:

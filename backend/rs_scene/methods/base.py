@@ -38,6 +38,18 @@ class MethodConfig:
     dropout: float = opt(0.2, "dropout before the classifier")
 
 
+def n_batches(n: int, batch_size: int) -> int:
+    """Batches per epoch: ``round(n / batch_size)``, at least one."""
+    return max(1, int(n / batch_size + 0.5))
+
+
+def even_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``order`` cut into :func:`n_batches` batches of near-equal size (between 2/3 and 3/2 of
+    ``batch_size``): every image is used each epoch and no tiny last batch gives a noisy step (100 images at
+    batch 32 are 33 + 33 + 34, not 32 + 32 + 32 + 4)."""
+    return list(torch.tensor_split(order, n_batches(len(order), batch_size)))
+
+
 @dataclass
 class Stage:
     """One training stage: its name, epoch count and whatever the method needs to know about it."""

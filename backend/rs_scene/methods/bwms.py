@@ -41,8 +41,9 @@ class BWMSConfig(MethodConfig):
     backbone: str = opt("resnet18", "ResNet body after the band-wise layer", choices=BODIES)
     stem: str = opt(
         "bwms",
-        "first layer: the band-wise multi-scale convs, or the plain ResNet 7x7 stem (the paper's baseline)",
-        choices=["bwms", "conv"],
+        "first layer: the band-wise multi-scale convs, the plain ResNet 7x7/2 stem + max-pool (the paper's "
+        "baseline, body on the /4 grid), or that stem without the max-pool (conv-s2: body on BWMS's /2 grid)",
+        choices=["bwms", "conv", "conv-s2"],
     )
     init: str = opt("scratch", "initial weights of a conv-stem ResNet (imagenet or scratch); bwms: scratch")
     multiplier: int = opt(4, "depthwise feature maps per band and kernel size")
@@ -54,7 +55,9 @@ class BWMSConfig(MethodConfig):
 
 
 def architecture(config: BWMSConfig) -> str:
-    return f"bwms_{config.backbone}" if config.stem == "bwms" else config.backbone
+    if config.stem == "bwms":
+        return f"bwms_{config.backbone}"
+    return f"{config.backbone}_s2" if config.stem == "conv-s2" else config.backbone
 
 
 def build_classifier(
@@ -65,13 +68,14 @@ def build_classifier(
     hidden: int,
     dropout: float,
     init: str = "scratch",
+    leaky: bool = True,
 ) -> BWMSClassifier:
     if arch.startswith("bwms_"):
         if init != "scratch":
             raise RSSceneError(
                 f"bwms: the band-wise layer has no pretrained weights; use --init scratch, not {init}"
             )
-        backbone: nn.Module = BWMSBackbone(arch[len("bwms_") :], len(bands), bands, multiplier)
+        backbone: nn.Module = BWMSBackbone(arch[len("bwms_") :], len(bands), bands, multiplier, leaky)
     else:
         backbone = create_backbone(arch, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
     return BWMSClassifier(backbone, num_classes, dropout=dropout, hidden=hidden)
@@ -111,7 +115,9 @@ class BWMSMethod(Method):
         return {"loss": self.task_loss(model(x), y)}
 
     def card_fields(self) -> dict[str, Any]:
-        return {**super().card_fields(), "architecture": architecture(self.config)}
+        fields = {**super().card_fields(), "architecture": architecture(self.config)}
+        fields["method_config"] = {**fields["method_config"], "body_activation": "leaky_relu"}
+        return fields
 
     @classmethod
     def inference_model(cls, card: ModelCard) -> nn.Module:
@@ -123,6 +129,7 @@ class BWMSMethod(Method):
             int(mc.get("multiplier", 4)),
             int(mc.get("hidden", 128)),
             0.0,
+            leaky=mc.get("body_activation") == "leaky_relu",  # files from before the fix: ReLU body
         )
 
 

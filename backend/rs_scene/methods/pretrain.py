@@ -5,6 +5,11 @@ linear probe on frozen features or fine-tune the whole network.
 Schedule as in the paper: Adam, linear warm-up over the first 5 epochs to the base rate (3e-3 from scratch,
 3e-4 when fine-tuning pretrained weights, a fixed 1e-3 for a linear probe), then x0.2 at 50 %, 70 % and 90 %
 of the epochs (the paper's 50th/70th/90th of 100).
+
+``min_steps`` gives a small training set enough optimiser steps: the epochs are raised until the run has that
+many (100 images at batch 32 and 10 epochs are 30 steps; the paper runs thousands). A linear probe trains on
+features computed once with the frozen backbone in eval mode and no augmentation (the paper's probe), so its
+epochs cost almost nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ..card import load_model_file
 from ..errors import RSSceneError
 from ..models import SceneClassifier, create_backbone
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, opt
+from .base import Method, MethodConfig, Stage, n_batches, opt
 from .registry import build_inference_model, register_method
 
 
@@ -29,6 +34,7 @@ class PretrainConfig(MethodConfig):
                     choices=["fine-tune", "linear-probe"])
     lr: float = opt(0.0, "base learning rate; 0 = the paper's (3e-3 scratch, 3e-4 fine-tune, 1e-3 probe)")
     warmup_epochs: int = opt(5, "epochs of linear learning-rate warm-up")
+    min_steps: int = opt(0, "at least this many optimiser steps: small sets train more epochs (0 = off)")
 
 
 def load_init_backbone(init: str, backbone: str, bands: list[str]) -> nn.Module:
@@ -72,8 +78,16 @@ class PretrainMethod(Method):
                 p.requires_grad_(False)
         return model
 
+    def prepare_data(self, card: Any, train: Any) -> None:
+        self.n_train = len(train)
+
     def stages(self) -> list[Stage]:
-        return [Stage(self.config.mode, self.config.epochs)]
+        c = self.config
+        n = getattr(self, "n_train", 0)
+        epochs = c.epochs
+        if n and c.min_steps > 0:
+            epochs = max(epochs, -(-c.min_steps // n_batches(n, c.batch_size)))
+        return [Stage(c.mode, epochs)]
 
     def base_lr(self) -> float:
         if self.config.lr > 0:
@@ -92,10 +106,29 @@ class PretrainMethod(Method):
         return optim, sched
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
+        self.features: torch.Tensor | None = None
         if self.config.mode == "linear-probe":
             model.backbone.eval()  # frozen features: BatchNorm statistics stay those of the source
+        self.model = model
+
+    def prepare_batch(self, data: Any, idx: torch.Tensor, stage: Stage, trainer: Any):
+        """Fine-tuning: the trainer's augmented batch. Linear probe: the cached frozen features of ``idx``."""
+        if self.config.mode != "linear-probe":
+            return trainer.prepare(data.x[idx], train=True), data.y[idx].to(trainer.device)
+        if self.features is None or len(self.features) != len(data):
+            self.features = frozen_features(self.model, data, trainer)
+        return self.features[idx.to(self.features.device)], data.y[idx].to(trainer.device)
 
     def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
-        if self.config.mode == "linear-probe":
-            model.backbone.eval()
+        if x.ndim == 2:  # cached features of the frozen backbone
+            return {"loss": self.task_loss(model.head(model.dropout(x)), y)}
         return {"loss": self.task_loss(model(x), y)}
+
+
+@torch.no_grad()
+def frozen_features(model: nn.Module, data: Any, trainer: Any, batch: int = 64) -> torch.Tensor:
+    """Pooled backbone features of every training image, eval mode, the evaluation preprocessing."""
+    model.backbone.eval()
+    parts = [model.forward_head(model.forward_features(trainer.prepare(data.x[i : i + batch], train=False)),
+                                pre_logits=True) for i in range(0, len(data), batch)]
+    return torch.cat(parts).float()

@@ -4,7 +4,8 @@ scene classification", IGARSS 2020).
 Each band gets its own depthwise convolutions with kernels 1, 3, 5 and 7 (band-wise multi-scale spatial
 features); the 10 m bands run with stride 2 and the 20 m bands (first average-pooled from the 10 m grid the
 tile arrives on back to their native 20 m grid) with stride 1, so both reach the 20 m grid. A 1x1 convolution
-with BN and LeakyReLU(0.1) fuses the spectra pixel-wise; a ResNet body (layers 1-4) follows.
+with BN and LeakyReLU(0.1) fuses the spectra pixel-wise; a ResNet body (layers 1-4) follows, its ReLUs
+replaced by LeakyReLU(0.1) ("Leaky ReLU is exploited inside the proposed architecture").
 """
 
 from __future__ import annotations
@@ -70,8 +71,18 @@ class BandWiseMultiScale(nn.Module):
         return torch.cat(outs, 1)
 
 
+def leaky_relus(module: nn.Module, slope: float = 0.1) -> None:
+    """Replace every ReLU under ``module`` (torchvision's residual blocks hold one each) by LeakyReLU."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(module, name, nn.LeakyReLU(slope, inplace=True))
+        else:
+            leaky_relus(child, slope)
+
+
 class BWMSBackbone(nn.Module):
-    def __init__(self, arch: str, in_chans: int, bands: Sequence[str] | None, multiplier: int = 4) -> None:
+    def __init__(self, arch: str, in_chans: int, bands: Sequence[str] | None, multiplier: int = 4,
+                 leaky: bool = True) -> None:
         super().__init__()
         net = getattr(torchvision.models, arch)(weights=None)
         self.bandwise = BandWiseMultiScale(coarse_band_mask(bands, in_chans), multiplier)
@@ -81,6 +92,8 @@ class BWMSBackbone(nn.Module):
             nn.LeakyReLU(0.1, inplace=True),
         )
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        if leaky:
+            leaky_relus(self)
         self.num_features = net.fc.in_features
 
     @property

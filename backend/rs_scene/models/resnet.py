@@ -1,4 +1,8 @@
-"""ResNet-18/34/50/101 (He et al. 2016) from torchvision, with the uniform backbone API."""
+"""ResNet-18/34/50/101 (He et al. 2016) from torchvision, with the uniform backbone API.
+
+``resnetNN_s2``: the same network without the max-pool after the 7x7/2 stem, so its body runs on the /2 grid
+like BWMS's band-wise layer (the BWMS comparison at equal resolution); same weights, same parameters.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +26,14 @@ _WEIGHTS = {
 
 
 class ResNetBackbone(nn.Module):
-    def __init__(self, arch: str, in_chans: int) -> None:
+    def __init__(self, arch: str, in_chans: int, stride2: bool = False) -> None:
         super().__init__()
         net = getattr(torchvision.models, arch)(weights=None)
         if in_chans != 3:
             net.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        if stride2:
+            self.maxpool = nn.Identity()
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.num_features = net.fc.in_features
 
@@ -62,10 +68,10 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _make(arch: str):
-    @register_backbone(arch)
+def _make(arch: str, stride2: bool = False):
+    @register_backbone(f"{arch}_s2" if stride2 else arch)
     def factory(in_chans: int = 3, pretrained: bool = False, bands: Sequence[str] | None = None) -> nn.Module:
-        model = ResNetBackbone(arch, in_chans)
+        model = ResNetBackbone(arch, in_chans, stride2)
         if pretrained:
             sd = {k: v for k, v in imagenet_state_dict(arch).items() if not k.startswith("fc.")}
             sd["conv1.weight"] = adapt_rgb_conv_weight(sd["conv1.weight"], in_chans, bands)
@@ -77,3 +83,4 @@ def _make(arch: str):
 
 for _arch in _WEIGHTS:
     _make(_arch)
+    _make(_arch, stride2=True)

@@ -1,0 +1,118 @@
+"""Fixes of issue 11 to PSKD, pre-training and BWMS against their papers; each test fails without its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from rs_scene.bands import S2_TEN
+from rs_scene.card import ModelCard
+from rs_scene.data.datasets import SceneData, open_dataset
+from rs_scene.engine.evaluate import preprocess
+from rs_scene.engine.train import TrainParams, build_card, train_model
+from rs_scene.engine.trainer import Trainer, TrainSettings
+from rs_scene.losses.distill import kd_kl
+from rs_scene.methods import build_inference_model, create_method
+from rs_scene.models import create_backbone
+from rs_scene.models.efficientnet_lite import imagenet_state_dict
+from torch import nn
+from torch.nn import functional as F
+
+pytest_plugins = ["datasets_tiny"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def ucm(ucm_tiny: Path) -> SceneData:
+    return open_dataset(ucm_tiny, size=32)
+
+
+@pytest.fixture(scope="module")
+def teacher(ucm: SceneData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("t") / "teacher.pt"
+    opts = {"backbone": "efficientnet_lite2", "init": "imagenet", "epochs": 1, "batch_size": 6}
+    train_model(TrainParams(out=str(out), method="pretrain", holdout=False, options=opts,
+                            settings=TrainSettings(device="cpu")), data=ucm)
+    return out
+
+
+def pskd(ucm: SceneData, teacher: Path, **options):
+    method = create_method("pskd", {"teacher": str(teacher), **options}, num_classes=3, bands=ucm.bands)
+    card = build_card(TrainParams(out="s.pt"), ucm, ucm, method)
+    method.prepare_data(card, ucm)
+    return method, card
+
+
+def test_pskd_default_student_is_imagenet_lite0_offline(ucm: SceneData, teacher: Path) -> None:
+    method, _ = pskd(ucm, teacher)  # RS_SCENE_OFFLINE=1 (conftest): resnet18 + imagenet could not load
+    c = method.config
+    assert (c.backbone, c.init, c.gamma, c.alpha, c.beta) == ("efficientnet_lite0", "imagenet", 0.8, 0.1, 1.0)
+    net = method.build_model()
+    assert torch.equal(net.student.backbone._blocks[3]._project_conv.weight,
+                       imagenet_state_dict()["_blocks.3._project_conv.weight"])
+
+
+@pytest.mark.parametrize("kd", ["none", "hinton"])
+def test_pskd_baseline_losses(ucm: SceneData, teacher: Path, kd: str) -> None:
+    method, card = pskd(ucm, teacher, kd=kd, init="scratch")
+    net = method.build_model().eval()
+    x, y = preprocess(ucm.x[:8], card), ucm.y[:8]
+    with torch.no_grad():
+        loss = method.training_step(net, x, y, method.stages()[0])["loss"]
+        ce = F.cross_entropy(net.student(x), y)  # every image of the batch, not the anchors only
+        want = ce if kd == "none" else 0.8 * ce + kd_kl(net.teacher(x), net.student(x), 4.0)
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:
+    method, _ = pskd(ucm, teacher)
+    batches = list(method.batch_indices(method.stages()[0], ucm, 10, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [12, 12]  # 12 anchors at 5 a batch: 6 + 6, not 5 + 5 + 2
+
+
+def test_pretrain_probe_trains_on_cached_unaugmented_features(ucm: SceneData) -> None:
+    method = create_method("pretrain", {"mode": "linear-probe", "epochs": 2, "batch_size": 6},
+                           num_classes=3, bands=ucm.bands)
+    card = build_card(TrainParams(out="p.pt"), ucm, ucm, method)
+    trainer = Trainer(method, card, TrainSettings(device="cpu"))
+    model = trainer.fit(ucm)
+    idx = torch.arange(6)
+    a, _ = method.prepare_batch(ucm, idx, method.stages()[0], trainer)
+    b, _ = method.prepare_batch(ucm, idx, method.stages()[0], trainer)
+    with torch.no_grad():
+        model.eval()
+        want = model.forward_head(model.forward_features(preprocess(ucm.x[:6], card)), pre_logits=True)
+    assert a.ndim == 2 and torch.equal(a, b) and torch.allclose(a, want, atol=1e-5)
+    fresh = create_backbone("efficientnet_lite0", pretrained=True).state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in model.backbone.state_dict().items())  # frozen, BN too
+
+
+def test_pretrain_min_steps_raises_epochs(ucm: SceneData) -> None:
+    method = create_method("pretrain", {"epochs": 1, "batch_size": 6, "min_steps": 10, "init": "scratch"},
+                           num_classes=3, bands=ucm.bands)
+    card = build_card(TrainParams(out="p.pt"), ucm, ucm, method)
+    trainer = Trainer(method, card, TrainSettings(device="cpu"))
+    trainer.fit(ucm)
+    assert len(trainer.history) == 5  # 12 images at batch 6: 2 steps an epoch
+
+
+def test_bwms_leaky_relu_inside_and_old_files_keep_relu() -> None:
+    method = create_method("bwms", {}, num_classes=10, bands=S2_TEN)
+    net = method.build_model()
+    kinds = {type(m) for m in net.modules()}
+    assert nn.LeakyReLU in kinds and nn.ReLU not in kinds
+    card = ModelCard(name="x", method="bwms", architecture="bwms_resnet18", bands=list(S2_TEN),
+                     classes=[{"name": str(i)} for i in range(10)], input_size=64, method_config={"multiplier": 4})
+    assert nn.ReLU in {type(m) for m in build_inference_model(card).modules()}
+    card.method_config = method.card_fields()["method_config"]
+    assert nn.ReLU not in {type(m) for m in build_inference_model(card).modules()}
+
+
+def test_stride2_stem_resnet_runs_its_body_on_the_half_grid() -> None:
+    s4, s2 = create_backbone("resnet18", in_chans=10), create_backbone("resnet18_s2", in_chans=10)
+    x = torch.randn(1, 10, 64, 64)
+    assert s4.forward_features(x).shape[-1] == 2 and s2.forward_features(x).shape[-1] == 4
+    assert sum(p.numel() for p in s4.parameters()) == sum(p.numel() for p in s2.parameters())
+    method = create_method("bwms", {"stem": "conv-s2"}, num_classes=10, bands=S2_TEN)
+    assert method.card_fields()["architecture"] == "resnet18_s2"
