@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +18,7 @@ from .client import BackendClient, BackendError, BackendUnreachable
 from .settings import BackendSettings, plugin_data_dir
 
 START_TIMEOUT_S = 90.0
+ACCESS_LINE = re.compile(r'^\S+ "(GET|POST|PUT|DELETE) \S* HTTP/1\.[01]" \d{3}')
 
 
 class BackendManager:
@@ -123,9 +126,26 @@ class BackendManager:
     def pid(self) -> int | None:
         return self._proc.pid if self.is_running() else None
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 40, requests: bool = False) -> str:
+        """The log's last ``lines``; without the HTTP access lines (``127.0.0.1 "GET /health ..." 200``) unless
+        ``requests``: they say nothing about a failure and push its cause out of the tail."""
         try:
             text = self.log_file.read_text(errors="replace")
         except OSError:
             return "(no log yet)"
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if requests or not ACCESS_LINE.match(line)]
+        return "\n".join(kept[-lines:])
+
+    def exit_cause(self) -> str:
+        """Why the service process ended, for messages: "it was killed (SIGKILL)", "it exited with code 1"."""
+        proc = self._proc
+        code = proc.poll() if proc is not None else None
+        if code is None:
+            return "it no longer answers"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"it was killed ({name}{', out of memory?' if name == 'SIGKILL' else ''})"
+        return f"it exited with code {code}"

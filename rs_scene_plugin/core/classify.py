@@ -22,7 +22,7 @@ from qgis.core import (
 from .backend import BackendManager
 from .client import BackendError, JobCancelled
 from .jobs import percent, run_job
-from .layers import add_above, load_grid, load_heatmap, summary
+from .layers import add_on_top, load_grid, load_heatmap, run_name, summary
 from .pixels import gdal_band_names, is_local_file, pixel_size, read_pixels, user_nodata
 
 
@@ -41,6 +41,9 @@ class ClassifySpec:
     out_gpkg: str | None = None  # None: temporary outputs
     input_scale: float | None = None
     pixel_size: float | None = None  # for layers read by value that have no native resolution
+    gsd: float | str | None = None  # metres, "native", or None for the model's
+    nodata: float | str | None = "layer"  # extra nodata value; "layer": the layer's 'Additional no data value'
+    edge: str | None = None  # "shift", "pad", "drop"; None: the service's default (shift)
     extra: dict[str, Any] = field(default_factory=dict)
     scratch: str | None = None  # a temporary folder of inputs made for this spec (the mask): its task removes it
 
@@ -66,10 +69,10 @@ def request_body(spec: ClassifySpec, layer: QgsRasterLayer, grid: str, heat: str
                             "cam": spec.cam, **spec.extra}
     if heat:
         body["heatmap"] = heat
-    for key in ("bands", "tile_size", "stride", "mask", "input_scale"):
+    for key in ("bands", "tile_size", "stride", "mask", "input_scale", "gsd", "edge"):
         if getattr(spec, key) is not None:
             body[key] = getattr(spec, key)
-    nodata = user_nodata(layer)
+    nodata = user_nodata(layer) if spec.nodata == "layer" else spec.nodata
     if nodata is not None:
         body["nodata"] = nodata
     if is_local_file(layer):
@@ -154,19 +157,14 @@ class ClassifyTask(QgsTask):
     def _add_layers(self) -> None:
         classes = self.spec.model.get("classes", [])
         layers = []
+        model = self.spec.model["name"]
         if self.heat_path:
-            layers.append(load_heatmap(self.heat_path, f"{self.layer_name} attention ({self.spec.cam})"))
-        layers.append(load_grid(self.grid_path, f"{self.layer_name} classes ({self.spec.model['name']})",
+            layers.append(load_heatmap(self.heat_path, run_name(self.layer_name, f"attention, {self.spec.cam}",
+                                                                 model, project=self.project)))
+        layers.append(load_grid(self.grid_path, run_name(self.layer_name, "classes", model, project=self.project),
                                 classes))
-        base = self.project.mapLayer(self.layer.id()) if self._layer_alive() else None
-        add_above(self.project, base, layers)
+        add_on_top(self.project, layers)  # above the raster and above every earlier run's results
         self.added = layers
-
-    def _layer_alive(self) -> bool:
-        try:
-            return bool(self.layer.id())
-        except RuntimeError:  # deleted while the task ran
-            return False
 
     def _discard(self) -> None:
         if self.tmp:

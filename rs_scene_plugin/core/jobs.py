@@ -29,8 +29,10 @@ def run_job(manager: BackendManager, kind: str, body: dict[str, Any], on_update:
         try:
             job = client.job(job["id"])
         except BackendUnreachable as exc:
-            raise BackendError("The RS Scene service stopped during the job; nothing was added. It will be "
-                               f"restarted on the next run. Log tail:\n{manager.log_tail(6)}") from exc
+            lost = "no model was written" if kind == "train" else "nothing was added"
+            raise BackendError(f"The RS Scene service stopped during the job ({manager.exit_cause()}); {lost}. "
+                               "It is restarted on the next run.\n"
+                               f"Last lines of its log ({manager.log_file}):\n{manager.log_tail(6)}") from exc
         on_update(job)
         state = job["state"]
         if state == "done":

@@ -3,6 +3,7 @@ pseudocolour layer, both placed just above the classified raster."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from qgis.core import (
@@ -78,15 +79,25 @@ def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     return layer
 
 
-def add_above(project: QgsProject, base: QgsMapLayer | None, layers: list[QgsMapLayer]) -> None:
-    """Add ``layers`` (bottom first) directly above ``base`` in the layer tree, else on top."""
+def add_on_top(project: QgsProject, layers: list[QgsMapLayer]) -> None:
+    """Add ``layers`` (bottom first) at the top of the layer tree: a new run's results above the raster and
+    above every earlier run's, where the user looks."""
     root = project.layerTreeRoot()
-    node = root.findLayer(base.id()) if base is not None else None
-    parent = node.parent() if node is not None else root
-    index = parent.children().index(node) if node is not None else 0
     for layer in layers:
         project.addMapLayer(layer, False)
-        parent.insertLayer(index, layer)
+        root.insertLayer(0, layer)
+
+
+def run_name(layer_name: str, what: str, model: str, when: float | None = None,
+             project: QgsProject | None = None) -> str:
+    """"aberystwyth classes (sentinel2-eurosat, 23:04:10)": runs of one layer told apart by model and time
+    (and a number when two finish within one second)."""
+    name = f"{layer_name} {what} ({model}, {time.strftime('%H:%M:%S', time.localtime(when))})"
+    taken = {lyr.name() for lyr in (project or QgsProject.instance()).mapLayers().values()}
+    n, out = 2, name
+    while out in taken:
+        out, n = f"{name} #{n}", n + 1
+    return out
 
 
 def summary(result: dict[str, Any]) -> str:

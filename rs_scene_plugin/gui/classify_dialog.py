@@ -23,7 +23,6 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -31,7 +30,6 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
@@ -39,9 +37,13 @@ from ..core.backend import BackendManager
 from ..core.bands import mapping_option, missing_bands, names_to_mapping
 from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask, remove_scratch
 from ..core.client import BackendError
+from ..core.derive import RunSettings, derive, order_models
+from ..core.fixes import Fix, fixes, for_fields
 from ..core.pixels import gdal_band_names
 from ..processing.classify_alg import CAMS
-from .widgets import BandMappingTable, StatusLabel
+from .messages import LatestMessage
+from .run_options import FixButtons, RunOptions, request_options
+from .widgets import BandMappingTable, StatusLabel, fit_to_screen, scrolled
 
 EXTENTS = ["Whole layer", "Map canvas", "Selected polygons"]
 
@@ -51,6 +53,10 @@ class ClassifyDialog(QDialog):
         super().__init__(parent)
         self.iface, self.manager, self.tasks = iface, manager, tasks
         self.models: dict[str, dict[str, Any]] = {}
+        self.memory: dict[tuple[str, str], tuple[RunSettings, str]] = {}  # (layer id, model) -> the user's
+        self.layer_model: dict[str, str] = {}  # layer id -> the model last used with it
+        self._current: tuple[str, str] | None = None
+        self.message = LatestMessage(self.iface.messageBar)
         self.task: ClassifyTask | None = None
         self.estimate_task: EstimateTask | None = None
         self.setWindowTitle("RS Scene — Classify layer")
@@ -61,33 +67,27 @@ class ClassifyDialog(QDialog):
         form = QFormLayout()
         self.layer = QgsMapLayerComboBox()
         self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        self.layer.layerChanged.connect(self._refresh_bands)
+        self.layer.layerChanged.connect(self._layer_changed)
         form.addRow("Raster layer", self.layer)
         self.model = QComboBox()
+        self.model.setToolTip("Ordered by how well each model's bands fit the layer's")
         self.model.currentIndexChanged.connect(self._model_changed)
         form.addRow("Model", self.model)
-        self.model_info = QLabel()
-        self.model_info.setWordWrap(True)
+        self.model_info, self.derived_info = QLabel(), QLabel()
+        for label in (self.model_info, self.derived_info):
+            label.setWordWrap(True)
         form.addRow("", self.model_info)
+        form.addRow("", self.derived_info)
         self.band_names = QLineEdit()
         self.band_names.setPlaceholderText("names of the layer's bands in order, e.g. B02,B03,B04,…")
         self.band_names.editingFinished.connect(self._apply_band_names)
         form.addRow("Layer band names", self.band_names)
         self.bands = BandMappingTable()
-        self.bands.setMinimumHeight(140)
+        self.bands.setMinimumHeight(120)
         form.addRow("Band mapping", self.bands)
-        self.tile_size, self.stride = QSpinBox(), QSpinBox()
-        for box in (self.tile_size, self.stride):
-            box.setRange(0, 4096)
-            box.setSpecialValueText("model's")
-        row = QHBoxLayout()
-        row.addWidget(QLabel("tile")), row.addWidget(self.tile_size), row.addWidget(QLabel("stride"))
-        row.addWidget(self.stride)
-        form.addRow("Tiles (model pixels)", row)
-        self.input_scale = QDoubleSpinBox()
-        self.input_scale.setRange(0, 1e6)
-        self.input_scale.setSpecialValueText("automatic")
-        form.addRow("Input scale (divide by)", self.input_scale)
+        self.options = RunOptions(form)
+        self.tile_size, self.stride, self.input_scale = (self.options.tile_size, self.options.stride,
+                                                         self.options.input_scale)
         self.extent = QComboBox()
         self.extent.addItems(EXTENTS)
         self.mask_layer = QgsMapLayerComboBox()
@@ -112,6 +112,8 @@ class ClassifyDialog(QDialog):
         form.addRow("Output", row)
 
         self.status, self.progress = StatusLabel(), QProgressBar()
+        self.fix_buttons = FixButtons(self.apply_fix)
+        self.fix_buttons.setVisible(False)
         self.run_button, self.cancel_button, self.close_button = (QPushButton("Classify"), QPushButton("Cancel"),
                                                                   QPushButton("Close"))
         self.estimate_button = QPushButton("Estimate time")
@@ -128,13 +130,15 @@ class ClassifyDialog(QDialog):
             b.setAutoDefault(False)  # Return in the band names field must not start a run
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        self.scroll = scrolled(form)  # the form scrolls on a small screen; status and buttons stay visible
+        layout.addWidget(self.scroll, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.fix_buttons)
         layout.addLayout(buttons)
-        self.resize(600, 780)
+        fit_to_screen(self, 620, 820)
 
-    # -- filling -----------------------------------------------------------------------------------------------
+    # -- filling: every layer and model change derives its settings, or restores the user's for that layer --
     def open_for(self, layer: QgsRasterLayer | None = None) -> None:
         if layer is not None:
             self.layer.setLayer(layer)
@@ -152,22 +156,43 @@ class ClassifyDialog(QDialog):
             return False
         finally:
             QApplication.restoreOverrideCursor()
-        current = self.model.currentText()
         self.models = {m["name"]: m for m in models}
-        self.model.blockSignals(True)
-        self.model.clear()
-        self.model.addItems(list(self.models))
-        if current in self.models:
-            self.model.setCurrentText(current)
-        self.model.blockSignals(False)
-        self._model_changed()
+        self._store()
+        self._current = None
+        self._fill_models()
+        self._show_settings()
         self.status.info(f"{len(models)} model(s) installed.")
         return True
+
+    def _fill_models(self) -> None:
+        """The models ordered by fit to the layer's bands; the layer's last model, else the best fit."""
+        layer = self.layer.currentLayer()
+        ordered = [c["name"] for c in order_models(list(self.models.values()), layer)]
+        keep = self.layer_model.get(layer.id()) if isinstance(layer, QgsRasterLayer) else None
+        self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItems(ordered)
+        if keep in self.models:
+            self.model.setCurrentText(keep)
+        self.model.blockSignals(False)
+        self._model_info()
 
     def card(self) -> dict[str, Any] | None:
         return self.models.get(self.model.currentText())
 
-    def _model_changed(self) -> None:
+    def _layer_changed(self, *_: Any) -> None:
+        self._store()
+        self._current = None
+        if self.models:
+            self._fill_models()
+        self._show_settings()
+
+    def _model_changed(self, *_: Any) -> None:
+        self._store()
+        self._model_info()
+        self._show_settings()
+
+    def _model_info(self) -> None:
         card = self.card()
         if card is None:
             self.model_info.setText("")
@@ -175,16 +200,42 @@ class ClassifyDialog(QDialog):
         classes = ", ".join(f"<span style='color:{c['color']}'>■</span> {c['name']}" for c in card["classes"])
         self.model_info.setText(f"<b>{card.get('task', '')}</b>, {card.get('tile_size')} px tiles at "
                                 f"{card.get('gsd')} m; bands {', '.join(card['bands'])}<br>{classes}")
-        self._refresh_bands()
 
-    def _refresh_bands(self) -> None:
-        layer, card = self.layer.currentLayer(), self.card()
-        if card is None:
+    def _store(self) -> None:
+        """Remember the settings shown for the current layer and model (the user's edits among them)."""
+        if self._current is None:
             return
-        names = gdal_band_names(layer) if isinstance(layer, QgsRasterLayer) else []
-        self.bands.fill(card["bands"], names)
-        if self.band_names.text().strip():
-            self._apply_band_names()
+        self.memory[self._current] = (self.options.read(self.bands.mapping()), self.band_names.text())
+        self.layer_model[self._current[0]] = self._current[1]
+
+    def _show_settings(self) -> None:
+        layer, card = self.layer.currentLayer(), self.card()
+        self.fix_buttons.show_fixes([])
+        if not isinstance(layer, QgsRasterLayer) or card is None:
+            self._current = None
+            return
+        key = (layer.id(), card["name"])
+        self.bands.fill(card["bands"], gdal_band_names(layer))
+        if key in self.memory:
+            settings, names = self.memory[key]
+            self.derived_info.setText("Your settings for this layer and model.")
+        else:
+            settings, names = derive(layer, card), ""
+            self.derived_info.setText("Derived from the layer: " + "; ".join(settings.notes)
+                                      if settings.notes else "")
+        for band, idx in settings.mapping.items():
+            self.bands.set_layer_band(band, idx)
+        self.options.write(settings)
+        self.band_names.setText(names)
+        self._current = key
+
+    def apply_fix(self, fix: Fix) -> None:
+        """A warning's button: set the field it names (the next run or estimate uses it)."""
+        self.options.apply_fix(fix)
+        self.show()
+        self.raise_()
+        self.status.info(f"{fix.label.replace('Set ', '', 1)}: done. Run or estimate again.")
+        self.fix_buttons.show_fixes([])
 
     def _apply_band_names(self) -> None:
         card = self.card()
@@ -208,10 +259,16 @@ class ClassifyDialog(QDialog):
                              f"'{card['name']}'. Pick them in the band mapping or type the layer's band names.")
         if self.to_file.isChecked() and not self.out_file.filePath().strip():
             raise ValueError("Choose the output GeoPackage, or pick 'Temporary'.")
+        try:
+            opts = request_options(self.options.read(mapping))
+        except ValueError:
+            raise ValueError(f"Extra nodata '{self.options.nodata.text()}' is not a number: give the raw value "
+                             "of missing pixels, or leave it empty.") from None
         spec = ClassifySpec(model=card, bands=mapping_option(mapping), tile_size=self.tile_size.value() or None,
                             stride=self.stride.value() or None, heatmap=self.heatmap.isChecked(),
                             cam=self.cam.currentText(), input_scale=self.input_scale.value() or None,
-                            out_gpkg=self.out_file.filePath().strip() if self.to_file.isChecked() else None)
+                            out_gpkg=self.out_file.filePath().strip() if self.to_file.isChecked() else None,
+                            gsd=opts.get("gsd"), nodata=opts.get("nodata"), edge=opts["edge"])
         self._set_extent(spec, layer)
         return spec
 
@@ -281,11 +338,18 @@ class ClassifyDialog(QDialog):
     def _estimated(self, task: EstimateTask) -> None:
         self.estimate_button.setEnabled(True)
         if task.error:
-            self.status.error(task.error)
+            self._problem(task.error)
         elif task.result.get("warnings"):  # fix the inputs before the run, not after
-            self.status.error(task.text)
+            self._problem(task.text)
         else:
             self.status.info(task.text)
+
+    def _problem(self, text: str) -> list[Fix]:
+        """``text`` in the status line with the dialog's field names, and a button per fix it prescribes."""
+        found = fixes(text)
+        self.status.error(for_fields(text))
+        self.fix_buttons.show_fixes(found)
+        return found
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -296,19 +360,23 @@ class ClassifyDialog(QDialog):
             self.tasks.remove(task)
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        bar = self.iface.messageBar()
         if task.added:
             self.progress.setValue(100)
             warnings = task.result.get("warnings") or []
             if warnings:  # it ran, but the inputs look wrong: say so where the user looks, and keep it there
-                self.status.error(f"{task.summary}\n{warnings[0]}")
-                bar.pushMessage("RS Scene", f"{task.layer_name}: {warnings[0]}", Qgis.Warning, 0)
+                found = self._problem(f"{task.summary}\n{warnings[0]}")
+                self.message.push(f"{task.added[-1].name()}: {for_fields(warnings[0])}", Qgis.Warning, 0,
+                                  found, self.apply_fix)
             else:
                 self.status.info(task.summary)
-                bar.pushMessage("RS Scene", f"{task.layer_name}: {task.summary}", Qgis.Success, 15)
+                self.fix_buttons.show_fixes([])
+                self.message.push(f"{task.added[-1].name()}: {task.summary}", Qgis.Success, 15)
         elif task.cancelled:
             self.progress.setValue(0)
             self.status.info("Cancelled: nothing was added.")
+            self.message.clear()
         else:
-            self.status.error(task.error or "The classification failed.")
-            bar.pushMessage("RS Scene", (task.error or "classification failed").splitlines()[0], Qgis.Critical, 0)
+            error = task.error or "The classification failed."
+            found = self._problem(error)
+            self.message.push(f"{task.layer_name}: {for_fields(error.splitlines()[0])}", Qgis.Critical, 0, found,
+                              self.apply_fix)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qgis.PyQt.QtWidgets import QComboBox, QHeaderView, QLabel, QTableWidget
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFrame,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QTableWidget,
+    QWidget,
+)
 
 from ..core.bands import auto_mapping
 
@@ -59,3 +68,26 @@ class StatusLabel(QLabel):
     def info(self, text: str) -> None:
         self.setStyleSheet("")
         self.setText(text)
+
+
+def scrolled(content) -> QScrollArea:
+    """``content`` (a layout or widget) in a scroll area: a tall form scrolls on a 1366 x 768 screen while the
+    dialog's buttons, outside it, stay visible."""
+    if not isinstance(content, QWidget):
+        widget = QWidget()
+        widget.setLayout(content)
+        content = widget
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setWidget(content)
+    return area
+
+
+def fit_to_screen(dialog: QWidget, width: int, height: int) -> None:
+    """Resize to ``width`` x ``height``, or less where the screen's free area is smaller (taskbar, panels)."""
+    screen = QApplication.primaryScreen()
+    if screen is not None:
+        free = screen.availableGeometry()
+        width, height = min(width, free.width() - 40), min(height, free.height() - 60)
+    dialog.resize(max(width, 320), max(height, 240))
