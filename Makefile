@@ -15,7 +15,7 @@ export RS_SCENE_SHARED := $(SHARED)
 setup: $(VENV)/.installed
 $(VENV)/.installed: backend/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e 'backend[dev,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e 'backend[dev,bench,ray]'
 	touch $@
 
 # The main job on a shipped default model and a real Sentinel-2 scene.

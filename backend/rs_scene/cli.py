@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    for extra in ("rs_scene.train_cli", "rs_scene.server.cli", "rs_scene.bench.cli"):
+    for extra in ("rs_scene.train_cli", "rs_scene.server.cli", "rs_scene.bench.cli", "rs_scene.scale.cli"):
         try:
             module = __import__(extra, fromlist=["register"])
         except ModuleNotFoundError as exc:

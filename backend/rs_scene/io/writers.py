@@ -68,6 +68,7 @@ class GridWriter:
     """One polygon per tile in the raster's CRS, written as tiles finish."""
 
     LAYER = "tiles"
+    STYLE_FIELD = "class_name"  # the field the layer's default style categorises
 
     def __init__(self, target: str, crs: Any, classes: list[dict[str, str]], multi_label: bool) -> None:
         self.path = AtomicPath(target)
@@ -100,7 +101,7 @@ class GridWriter:
     def _add_style_and_record(self, run_record: dict[str, Any]) -> None:
         """QGIS reads a GeoPackage layer's default style from ``layer_styles``; the run record goes into the
         standard ``gpkg_metadata`` tables, referenced from the layer."""
-        qml = categorized_qml("class_name", self.classes, SKIPPED)
+        qml = categorized_qml(self.STYLE_FIELD, self.classes, SKIPPED)
         # GeoPackage DATETIME with milliseconds: without them GDAL warns "Non-conformant content" on every load
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         con = sqlite3.connect(self.path.tmp)

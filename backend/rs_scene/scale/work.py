@@ -1,0 +1,186 @@
+"""What runs on the cluster's workers, as plain functions and one class (Ray wraps them in ``driver``):
+planning a raster, reading a shard's tiles (CPU tasks that open the raster themselves, so pixels never pass
+through the driver), the model in :class:`ShardClassifier` (an actor that loads the model once, as Ray Data's
+batch-inference classes do, and writes each shard's part file), and the per-raster merge into the outputs
+``classify`` writes. The tiling, reading, inference and writers are the local path's own."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.warp
+
+from ..card import ModelCard, read_card
+from ..engine.infer import ClassifyParams, _cam_target, _infer, _write_batch, heatmap_tags, load_model
+from ..engine.plan import TilePlan, make_plan
+from ..engine.reading import Batch, gdal_cache_bytes, read_batches, read_size
+from ..engine.runtime import make_runner, small_ops_single_threaded
+from ..engine.trainer import pick_device
+from ..explain.cam import CamRunner
+from ..io.raster import open_raster
+from ..zoo import resolve_model
+from .shards import Shard, default_shard_tiles, plan_shards, shard_tiles_of
+
+
+def card_of_params(params: ClassifyParams) -> tuple[ModelCard, Path]:
+    path = resolve_model(params.model)
+    return read_card(path), path
+
+
+def raster_plan(ds: Any, card: ModelCard, params: ClassifyParams) -> TilePlan:
+    """The plan ``classify`` makes for the same raster and options."""
+    return make_plan(ds, card, bands=params.bands, tile_size=params.tile_size, stride=params.stride,
+                     gsd=params.gsd, extent=params.extent, mask=params.mask, input_scale=params.input_scale,
+                     edge=params.edge, nodata=params.nodata)
+
+
+def footprint(ds: Any, steps: int = 8) -> dict[str, Any]:
+    """The raster's outline in EPSG:4326 (edges densified), for the run index."""
+    left, bottom, right, top = ds.bounds
+    xs = [left + (right - left) * i / steps for i in range(steps + 1)]
+    ys = [bottom + (top - bottom) * i / steps for i in range(steps + 1)]
+    ring = ([(x, bottom) for x in xs] + [(right, y) for y in ys[1:]] + [(x, top) for x in xs[-2::-1]]
+            + [(left, y) for y in ys[-2::-1]])
+    geom = {"type": "Polygon", "coordinates": [ring]}
+    return rasterio.warp.transform_geom(ds.crs, "EPSG:4326", geom)
+
+
+def plan_raster(params: ClassifyParams, shard_tiles: int | None) -> dict[str, Any]:
+    """Grid shape, shards and footprint of one raster; raises :class:`RSSceneError` for a raster that cannot
+    be classified (unreadable, wrong bands, no CRS, too small)."""
+    card, _ = card_of_params(params)
+    with open_raster(params.raster) as ds:
+        plan = raster_plan(ds, card, params)
+        rows, cols = plan.tiles[-1].row + 1, plan.tiles[-1].col + 1
+        per = shard_tiles or default_shard_tiles(len(plan.bands), read_size(plan, card, params.fast_read))
+        shards = plan_shards(rows, cols, per)
+        return {"rows": rows, "cols": cols, "tiles": len(plan.tiles), "shard_tiles": per,
+                "shards": [dataclasses.astuple(s) for s in shards], "footprint": footprint(ds)}
+
+
+def read_shard(params: ClassifyParams, shard: Shard, batch_size: int) -> list[Batch]:
+    """A shard's tiles read and scaled as ``classify`` reads them, in batches of ``batch_size``."""
+    card, _ = card_of_params(params)
+    with open_raster(params.raster) as ds:
+        plan = raster_plan(ds, card, params)
+        cache = gdal_cache_bytes(ds)
+    sub = dataclasses.replace(plan, tiles=shard_tiles_of(plan.tiles, shard))
+    size = read_size(plan, card, params.fast_read)
+    with rasterio.Env(GDAL_CACHEMAX=cache):
+        return list(read_batches(params.raster, sub, card, params.min_valid, batch_size, threading.Event(),
+                                 size=size))
+
+
+class _Collect:
+    """What the class-raster and heatmap writers would be given for a shard's tiles, kept for its part file
+    (the merge hands it to the real writers in plan order)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+
+    def add(self, x: int, y: int, *arrays: np.ndarray) -> None:
+        self.items.append(arrays)
+
+
+def part_path(parts_dir: str, key: str, index: int) -> Path:
+    return Path(parts_dir) / key / f"{index:06d}.npz"
+
+
+class ShardClassifier:
+    """The model, loaded once per actor: ``__call__(shard, batches, parts_dir, key)`` runs a shard's batches
+    (and their Grad-CAM maps) and writes its part file atomically; returns the shard's counts."""
+
+    def __init__(self, params: ClassifyParams, heatmaps: bool = False, threads: int | None = None) -> None:
+        self.device = pick_device(params.device)
+        self.card, self.model, self.path = load_model(params.model, self.device)
+        self.target = _cam_target(self.card, params.cam_class)
+        self.cam, self.runner = cam_and_runner(params, self.card, self.model, self.path, self.device,
+                                               heatmaps, threads)
+        self.tags: dict[tuple[int, int], str] = {}
+
+    def heat_meta(self, plan_tile_px: tuple[int, int]) -> str:
+        """What ``classify`` records of its heatmap (alignment, tags), as JSON for the part files."""
+        if self.cam is None:
+            return "{}"
+        if plan_tile_px not in self.tags:
+            size = (self.card.input_size, self.card.input_size)
+            (gy, oy), (gx, ox) = self.cam.alignment(size)
+            plan = SimpleNamespace(tile_src=plan_tile_px[0], tile_src_y=plan_tile_px[1])
+            self.tags[plan_tile_px] = json.dumps({
+                "heatmap_alignment": {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]},
+                "heatmap": heatmap_tags(self.cam, self.card, plan)})
+        return self.tags[plan_tile_px]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def __call__(self, shard: Shard, batches: list[Batch], parts_dir: str, key: str) -> dict[str, Any]:
+        classes, heat = _Collect(), _Collect()
+        writers: dict[str, Any] = {"classes": classes} | ({"heatmap": heat} if self.cam else {})
+        status: list[str] = []
+        rc: list[tuple[int, int]] = []
+        fractions: list[float] = []
+        with small_ops_single_threaded(self.runner):
+            for batch in batches:
+                item = _infer(self.runner, batch, self.card, self.device, False, self.cam, self.target)
+                results = _write_batch(item, self.card, self.cam, self.target, writers)
+                for t in batch.tiles:
+                    rc.append((t.row, t.col))
+                    fractions.append(batch.fractions[t])
+                    status.append("classified" if t in results else batch.skipped[t])
+        arrays = {"rc": np.asarray(rc, np.int32).reshape(-1, 2), "fractions": np.asarray(fractions),
+                  "status": np.asarray(status, dtype=str),
+                  "probs": np.stack([i[0] for i in classes.items]) if classes.items else np.zeros((0, 0))}
+        if self.cam is not None and heat.items:
+            arrays["heat"] = np.stack([i[0] for i in heat.items]).astype(np.float32)
+            arrays["weight"] = np.stack([i[1] for i in heat.items]).astype(bool)
+        first = batches[0].tiles[0] if batches else None
+        arrays["heat_meta"] = np.asarray(self.heat_meta((first.w, first.h)) if first else "{}")
+        write_part(part_path(parts_dir, key, shard.index), arrays)
+        return {"tiles": shard.tiles, "classified": len(classes.items)}
+
+
+def cam_and_runner(params: ClassifyParams, card: ModelCard, model: Any, path: Path, device: Any,
+                   heatmaps: bool, threads: int | None) -> tuple[CamRunner | None, Any]:
+    """The CAM and the runner ``classify`` builds for these options (one stream: a shard runs its batches in
+    turn, each on all of the actor's threads)."""
+    cam = None
+    if heatmaps:
+        shape = (len(card.bands), card.input_size, card.input_size)
+        cam = CamRunner(model, params.cam, shape, params.heatmap_detail, params.heatmap_norm)
+    runtime = params.runtime if cam is None or cam.fast else "torch"
+    net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
+    runner = make_runner(runtime, net, card, path, device, threads, 1,
+                         variant="dense" if variant == "fine" else "")
+    return cam, runner
+
+
+def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the part file under a temporary name and rename it: a part file that exists is whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(buf.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_part(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def params_json(params: ClassifyParams) -> str:
+    return json.dumps(dataclasses.asdict(params), sort_keys=True)
