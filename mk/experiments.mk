@@ -1,5 +1,7 @@
-# The benchmark of issue 3: one table per paper (Markdown + JSON), about an hour on a 2-core CPU.
-# Included from the root Makefile. EXPERIMENTS_ARGS="--only scl --quick" runs a part, or checks the harness.
+# The benchmark (issues 3, 11): one study per paper plus the "defaults" table, 3 seeds with 95 % intervals and
+# paired differences (Markdown + JSON + one plot per study), about an hour on a 2-core CPU (--profile quick).
+# Included from the root Makefile. EXPERIMENTS_ARGS="--only scl" runs a part; "--profile smoke" checks the
+# harness in minutes; "--profile paper --device cuda" runs the papers' sizes on a GPU.
 EXPERIMENTS_OUT ?= build/experiments
 EXPERIMENTS_ARGS ?=
 
@@ -7,4 +9,4 @@ EXPERIMENTS_ARGS ?=
 
 experiments: setup
 	RS_SCENE_OFFLINE=1 $(PY) backend/experiments/run.py --data $(SHARED)/data --out $(EXPERIMENTS_OUT) $(EXPERIMENTS_ARGS)
-	@echo "tables: $(EXPERIMENTS_OUT)/results.md and $(EXPERIMENTS_OUT)/results.json"
+	@echo "tables: $(EXPERIMENTS_OUT)/results.md and $(EXPERIMENTS_OUT)/results.json, plots: $(EXPERIMENTS_OUT)/plot_*.png"

@@ -18,7 +18,7 @@ from stats import Goal, Interval, Study, Table, interval, paired  # noqa: F401  
 from torch import nn
 
 from rs_scene.card import save_model
-from rs_scene.data.datasets import SceneData, heldout_indices
+from rs_scene.data.datasets import SceneData, heldout_indices, open_dataset
 from rs_scene.engine.evaluate import evaluate, preprocess
 from rs_scene.engine.train import TrainParams, build_card
 from rs_scene.engine.trainer import Trainer, TrainSettings
@@ -75,6 +75,17 @@ class Ctx:
 
 
 # -- data ---------------------------------------------------------------------------------------------------
+_LOADED: dict[tuple, SceneData] = {}
+
+
+def load(ctx: Ctx, name: str, size: int | None = None, bands: list[str] | None = None) -> SceneData:
+    """``open_dataset(ctx.data / name, size, bands)``, loaded once per process (AID is 6,000 JPEGs)."""
+    key = (str(ctx.data / name), size, tuple(bands or ()))
+    if key not in _LOADED:
+        _LOADED[key] = open_dataset(ctx.data / name, size=size, bands=bands)
+    return _LOADED[key]
+
+
 def labels_of(data: SceneData) -> np.ndarray:
     return data.y.numpy() if data.task == "single-label" else np.zeros(len(data), dtype=int)
 
