@@ -13,6 +13,7 @@ from rs_scene.data.datasets import SceneData, open_dataset
 from rs_scene.data.transforms import normalize, resize
 from rs_scene.engine.train import TrainParams, build_card
 from rs_scene.engine.trainer import Trainer, TrainSettings
+from rs_scene.errors import RSSceneError
 from rs_scene.losses import CenterLoss
 from rs_scene.methods import create_method
 from rs_scene.methods.ddrl_am import bn_buffers
@@ -95,3 +96,11 @@ def test_stage1_augments_with_rotations_and_flips_only(ucm: SceneData, tmp_path:
     for i in range(len(ucm)):
         variants = [torch.rot90(v, k, (-2, -1)) for v in (plain[i], plain[i].flip(-1)) for k in range(4)]
         assert any(torch.allclose(x[i], v, atol=1e-5) for v in variants), i
+
+
+def test_a_model_with_the_former_relu_sft_is_refused_clearly() -> None:
+    old = nn.Sequential(*[m for layer in SFT(512).layers for m in (
+        [layer, nn.ReLU()] if isinstance(layer, nn.BatchNorm2d) else [layer])])
+    state = {f"layers.{k}": v for k, v in old.state_dict().items()}
+    with pytest.raises(RSSceneError, match="train it again"):
+        SFT(512).load_state_dict(state)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import RSSceneError
 from ..explain.cam import gradcam_from_features
 from .classifier import SceneClassifier
 
@@ -35,6 +36,14 @@ class SFT(nn.Module):
             ]
         self.layers = nn.Sequential(*layers)
         self.out_channels = out_channels
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        if f"{prefix}layers.10.weight" in state_dict:  # 12 layers: the SFT of RS Scene <= 0.x, with ReLUs
+            raise RSSceneError(
+                "this ddrl-am model was saved with the former SFT (a ReLU after each BatchNorm, which the "
+                "paper's Table I does not have); it cannot run as the current SFT: train it again"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, attention: torch.Tensor) -> torch.Tensor:
         return self.layers(attention)
