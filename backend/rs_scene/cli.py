@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from typing import Any
 
 from .errors import RSSceneError
+from .io.outputs import check_outputs
+from .options import CLASSIFY_RULES, check_extent, check_numbers, cli_label
 
 
 def _progress_bar(desc: str) -> Any:
@@ -96,7 +100,7 @@ def _extent(text: str | None) -> tuple[float, float, float, float] | None:
         raise RSSceneError(f"--extent '{text}': expected xmin,ymin,xmax,ymax") from exc
     if len(vals) != 4:
         raise RSSceneError(f"--extent '{text}': expected four numbers xmin,ymin,xmax,ymax")
-    return vals  # type: ignore[return-value]
+    return check_extent(vals, "--extent")
 
 
 def _gsd(text: str | None) -> float | str | None:
@@ -113,6 +117,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .engine.infer import ClassifyParams, classify_raster
 
     freeze_import_heap()
+    check_numbers({**vars(args), "gsd": _gsd(args.gsd)}, CLASSIFY_RULES, cli_label)
+    if not args.estimate:  # before any work: never over the input, a foreign file or another output
+        model_file = args.model if os.path.isfile(args.model) else None
+        check_outputs({"--out": args.out, "--heatmap": args.heatmap, "--class-raster": args.class_raster},
+                      (args.raster, args.mask, model_file), args.overwrite)
     params = ClassifyParams(
         raster=args.raster, model=args.model, out_gpkg=args.out, heatmap=args.heatmap,
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
@@ -233,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model runtime: auto = ONNX Runtime on CPU when installed, else PyTorch")
     p.add_argument("--threads", type=int, help="ONNX Runtime compute threads (default: all cores)")
     p.add_argument("--streams", type=int, help="ONNX Runtime batches run at once (default: one per thread)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files that are not earlier RS Scene outputs")
     p.add_argument("--estimate", action="store_true",
                    help="only print how long the run would take (a calibration on a sample); write nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -258,16 +269,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that a run removes its temporary files."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # a command-line process (not a call from a test or a library)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except RSSceneError as exc:
         print(f"rs-scene {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"rs-scene {args.command}: interrupted; no output written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import typing
 from typing import Any
 
 from .errors import RSSceneError
+from .io.outputs import check_outputs
+from .options import TRAIN_RULES, check_method_options, check_numbers, cli_label
 
 #: Flags that are method options when the chosen method has them.
 OPTION_FLAGS = ("backbone", "init", "mode", "epochs", "batch_size", "balance", "teacher", "lr")
@@ -68,7 +70,8 @@ def load_training_data(args: argparse.Namespace) -> Any:
             raise RSSceneError("polygon training needs --raster, --labels and --class-field together")
         if args.data:
             raise RSSceneError("give either --data or --raster/--labels, not both")
-        from .data.polygons import PolygonSampling, load_polygons
+        from .cli import _gsd
+        from .data.polygons import InputOptions, PolygonSampling, load_polygons
 
         sampling = PolygonSampling(
             tile_size=args.tile_size or 64,
@@ -76,9 +79,12 @@ def load_training_data(args: argparse.Namespace) -> Any:
             min_overlap=args.min_overlap,
             block=args.block,
             val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
+            test_fraction=args.test_fraction,
             seed=args.seed,
         )
-        return load_polygons(args.raster, args.labels, args.class_field, sampling, bands, args.value_scale)
+        options = InputOptions(bands=args.bands, input_scale=args.input_scale, nodata=args.nodata,
+                               gsd=_gsd(args.gsd))
+        return load_polygons(args.raster, args.labels, args.class_field, sampling, options)
     if not args.data:
         raise RSSceneError("no training data: give --data DIR, or --raster, --labels and --class-field")
     from .data.datasets import detect_kind, open_dataset
@@ -133,8 +139,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine.trainer import TrainSettings
     from .methods import create_method
 
+    check_numbers(vars(args), TRAIN_RULES, cli_label)
     options = method_options(args)
+    check_method_options(options, lambda key: f"option '{key}'")
+    inputs = (args.raster, args.labels, options.get("init"), options.get("teacher"))
+    check_outputs({"--out": args.out}, inputs, args.overwrite)
     data = load_training_data(args)
+    for warning in data.meta.get("warnings", []):  # the range check classify makes, before any training
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     # options are checked before any training: unknown ones, bad choices, a missing teacher, ...
     create_method(args.method, options, num_classes=len(data.classes), bands=data.bands, task=data.task)
     params = TrainParams(
@@ -160,7 +172,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "architecture": card.architecture,
         "classes": len(card.classes),
         "heldout": card.metrics.get("heldout", {}),
+        "validation": card.metrics.get("validation", {}),
+        "training_tiles": card.metrics.get("training", {}),
+        "reported": card.metrics.get("reported"),
         "heldout_rule": card.training.get("heldout_rule"),
+        "warnings": metrics.get("warnings", []),
         "seconds": card.training.get("seconds"),
     }
     if args.json:
@@ -170,10 +186,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"wrote {args.out} ({card.method}/{card.architecture}, {len(card.classes)} classes, "
         f"{card.training['n_train']} training images, {card.training['seconds']} s)"
     )
-    for key in ("overall_accuracy", "sample_f1", "sample_accuracy", "hamming_loss", "ranking_loss"):
-        if key in metrics:
-            print(f"  held-out {key}: {metrics[key]:.4f} (n={metrics['n']}; {card.training['heldout_rule']})")
+    for key in ("heldout", "validation", "training"):
+        print_figures(card.metrics.get(key) or {})
+    for warning in metrics.get("warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
+
+
+def print_figures(m: dict[str, Any]) -> None:
+    """A labelled figure set: OA, balanced accuracy and per-class recall (or the multi-label figures)."""
+    if not m:
+        return
+    head = [f"{k} {m[k]:.4f}" for k in ("overall_accuracy", "balanced_accuracy", "sample_f1",
+                                        "sample_accuracy", "hamming_loss", "ranking_loss") if k in m]
+    print(f"  {m.get('label', '')} (n={m.get('n')}): {', '.join(head)}")
+    if "balanced_accuracy" in m:
+        print("    recall: " + ", ".join(f"{c} {'-' if r is None else f'{r:.2f}'}"
+                                       for c, r in m["per_class"].items()))
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -206,7 +235,14 @@ def add_train_parser(sub: Any) -> None:
         "--min-overlap", type=float, default=0.5, help="polygon training: share of a tile a class must cover"
     )
     p.add_argument("--block", type=int, default=4, help="polygon training: spatial block edge, in tiles")
-    p.add_argument("--value-scale", type=float, help="polygon training: divide raw values by this")
+    p.add_argument("--input-scale", "--value-scale", dest="input_scale", type=float,
+                   help="polygon training: divide raw values by this (as classify; default by dtype and the "
+                   "bands' declared scaling)")
+    p.add_argument("--nodata", type=float, help="polygon training: raw value of missing pixels (where every "
+                   "band holds it), besides the raster's own")
+    p.add_argument("--gsd", help="polygon training: metres per pixel to cut tiles at, or 'native' (default)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="polygon training: share of tiles in "
+                   "held-out blocks, evaluated once after training (made when every class lies in 3+ blocks)")
     p.add_argument("--out", required=True, help="model file to write (.pt)")
     p.add_argument("--name", help="model name in its card (default: the file name)")
     p.add_argument("--backbone", help="backbone architecture (see `rs-scene models --backbones`)")
@@ -219,7 +255,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--teacher", help="pskd: the teacher model file")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option (repeatable)")
     p.add_argument(
-        "--bands", help="bands to train on, e.g. B02,B03,B04,B08 (polygons: names of the raster's bands)"
+        "--bands", help="bands to train on, e.g. B02,B03,B04,B08 (polygons: as classify takes them, the "
+        "names of the raster's bands in order, B02=1,B03=2,... or 3,2,1)"
     )
     p.add_argument(
         "--image-size", type=int, help="resize dataset images to this on loading (folder datasets)"
@@ -233,6 +270,8 @@ def add_train_parser(sub: Any) -> None:
     )
     p.add_argument("--patience", type=int, default=0, help="early stopping: epochs without validation gain")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not an RS Scene model file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

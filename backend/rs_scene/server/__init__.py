@@ -2,8 +2,9 @@
 
 Binds 127.0.0.1 only, on a free port unless one is given; a fresh random token per start is written with the
 port to an info file that only the user can read, and every request must carry ``Authorization: Bearer
-<token>``. Endpoints (JSON): ``GET /health``, ``GET /models``, ``GET /methods``, ``POST /jobs/classify``,
-``POST /jobs/train``, ``GET /jobs``, ``GET /jobs/<id>``, ``POST /jobs/<id>/cancel``, ``POST /shutdown``.
+<token>`` and a ``Host`` of ``127.0.0.1:<port>`` or ``localhost:<port>``. Endpoints (JSON): ``GET /health``,
+``GET /models``, ``GET /methods``, ``POST /jobs/classify``, ``POST /estimate``, ``POST /jobs/train``,
+``GET /jobs``, ``GET /jobs/<id>``, ``POST /jobs/<id>/cancel``, ``POST /shutdown``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+
+STOP_GRACE_S = 3.0
 
 
 def default_info_file() -> Path:
@@ -50,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="device for jobs: auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
+        "--allow-network",
+        action="store_true",
+        help="accept network paths (/vsicurl/, /vsis3/, URLs) as inputs; off: local files only",
+    )
+    p.add_argument("--keep-jobs", type=int, default=100, help="finished jobs kept for their results")
+    p.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -77,8 +86,13 @@ def serve(args: argparse.Namespace) -> int:
 
     info_file = args.info_file or default_info_file()
     token = secrets.token_urlsafe(32)
+    if args.keep_jobs < 1:
+        print("rs-scene serve: error: --keep-jobs must be at least 1", file=sys.stderr)
+        return 2
+    if not args.allow_network:  # also for /vsicurl/ paths inside local files (a VRT's sources)
+        os.environ["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = ".rs-scene-network-not-allowed"
     try:
-        service = Service(args.port, token, args.device)
+        service = Service(args.port, token, args.device, args.allow_network, args.keep_jobs)
     except OSError as exc:
         print(f"rs-scene serve: error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2
@@ -111,13 +125,32 @@ def serve(args: argparse.Namespace) -> int:
         service.serve_forever(poll_interval=0.2)
     finally:
         service.server_close()
-        try:
-            if json.loads(info_file.read_text()).get("pid") == os.getpid():
-                info_file.unlink()
-        except (OSError, ValueError):
-            pass
+        _remove_info_file(info_file)
+    _exit_when_idle(service)
     print("rs-scene serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _remove_info_file(info_file: Path) -> None:
+    try:
+        if json.loads(info_file.read_text()).get("pid") == os.getpid():
+            info_file.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _exit_when_idle(service: Any) -> None:
+    """The running job was cancelled: give it a few seconds to remove its temporary files, then exit even
+    if it is still inside a long computation (a restarted plugin must not find a second service busy)."""
+    service.jobs.stop()
+    if service.jobs.wait_idle(STOP_GRACE_S):
+        return
+    from ..io.outputs import remove_live_temps
+
+    remove_live_temps()
+    print(f"rs-scene serve: the running job did not stop within {STOP_GRACE_S:.0f} s; exiting anyway",
+          file=sys.stderr, flush=True)
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:

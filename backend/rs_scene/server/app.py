@@ -11,20 +11,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .. import __version__
-from .jobs import FINISHED, JobQueue
+from .conns import Connections
+from .jobs import FINISHED, JobQueue, QueueFull
 from .requests import RequestError, classify_request, train_request
 from .tasks import classify_runner, estimate, train_runner
 
-MAX_BODY = 2 * 1024**3  # pixels by value can be large; refuse what no layer extent needs
+JSON_LIMIT = 1024**2  # every JSON request but a classify
+PIXELS_LIMIT = 1024**3  # a classify may carry pixels by value (the plugin sends at most 60 M values)
+READ_TIMEOUT_S = 10.0  # one read from a socket; whole phases are bounded by conns.Connections' deadlines
 
 
 class Service(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
-    def __init__(self, port: int, token: str, device: str) -> None:
+    def __init__(self, port: int, token: str, device: str, allow_network: bool = False,
+                 keep_jobs: int = 100) -> None:
         super().__init__(("127.0.0.1", port), Handler)
-        self.token, self.device = token, device
-        self.jobs = JobQueue()
+        self.token, self.device, self.allow_network = token, device, allow_network
+        self.jobs = JobQueue(keep=keep_jobs)
+        self.conns = Connections()
+        real = self.server_address[1]
+        self.hosts = {f"127.0.0.1:{real}", f"localhost:{real}"}
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.conns.admit(request):  # every slot busy with a request: refuse, do not queue threads
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def server_close(self) -> None:
+        self.conns.stop()
+        super().server_close()
 
 
 def device_info(device: str) -> dict[str, Any]:
@@ -51,10 +69,16 @@ def device_info(device: str) -> dict[str, Any]:
 class Handler(BaseHTTPRequestHandler):
     server: Service
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT_S
 
     def log_message(self, fmt: str, *args: Any) -> None:
-        if not self.path.startswith("/jobs/") or self.command != "GET":  # progress polls would flood the log
+        path = getattr(self, "path", "")
+        if not path.startswith("/jobs/") or self.command != "GET":  # progress polls would flood the log
             sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
+
+    def finish(self) -> None:
+        self.server.conns.close(self.connection)
+        super().finish()
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -62,52 +86,28 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+        self.server.conns.waiting_for_request(self.connection)
 
-    def _authorised(self) -> bool:
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer without reading the body: the connection is out of step and must close."""
+        self.close_connection = True
+        self._send(status, {"error": message})
+
+    def _gate(self, routes: dict[str, Any]) -> tuple[Any, list[str]] | None:
+        """Host, token, route and body size, in that order, all before a byte of the body is read."""
+        if (self.headers.get("Host") or "").strip().lower() not in self.server.hosts:
+            self._refuse(403, f"the Host header must be one of {', '.join(sorted(self.server.hosts))}")
+            return None
         given = self.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(
-            given[7:].encode(), self.server.token.encode()
-        ):
-            return True
-        self._send(
-            401,
-            {
-                "error": "missing or wrong token: send 'Authorization: Bearer <token>' with the "
-                "token from the service's info file"
-            },
-        )
-        return False
-
-    def _read_raw(self) -> None:
-        """Read the whole body before answering anything, so a kept-alive connection stays in step."""
-        self._raw, self._raw_error = b"", None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self._raw_error, self.close_connection = "bad Content-Length header", True
-            return
-        if length > MAX_BODY:
-            self._raw_error = f"the request body of {length} bytes is larger than {MAX_BODY}"
-            self.close_connection = True
-            return
-        self._raw = self.rfile.read(length) if length > 0 else b""
-
-    def _body(self) -> Any:
-        if self._raw_error:
-            raise RequestError(self._raw_error)
-        if not self._raw:
-            raise RequestError("the request has no JSON body")
-        try:
-            return json.loads(self._raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(f"the body is not valid JSON: {exc}") from exc
-
-    def _dispatch(self, routes: dict[str, Any]) -> None:
-        self._read_raw()
-        if not self._authorised():
-            return
+        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(),
+                                                                    self.server.token.encode())):
+            self._refuse(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the token "
+                              "from the service's info file")
+            return None
         parts = [p for p in self.path.split("?")[0].split("/") if p]
         key = "/".join(
             p if i != 1 or parts[0] != "jobs" or p in ("classify", "train") else "<id>"
@@ -115,17 +115,63 @@ class Handler(BaseHTTPRequestHandler):
         )
         handler = routes.get(key)
         if handler is None:
-            self._send(404, {"error": f"no such endpoint: {self.command} {self.path}"})
-            return
+            self._refuse(404, f"no such endpoint: {self.command} {self.path.split('?')[0]}")
+            return None
+        if not self._read_body(key):
+            return None
+        return handler, [p for i, p in enumerate(parts) if key.split("/")[i] == "<id>"]
+
+    def _read_body(self, key: str) -> bool:
+        self._raw = b""
+        if self.headers.get("Transfer-Encoding"):
+            self._refuse(411, "send the body with a Content-Length header (no Transfer-Encoding)")
+            return False
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit():
+            self._refuse(400, f"bad Content-Length header: {text!r}")
+            return False
+        length, limit = int(text), PIXELS_LIMIT if key == "jobs/classify" else JSON_LIMIT
+        if length > limit:
+            self._refuse(413, f"the request body of {length} bytes is larger than the {limit} bytes "
+                              f"{self.command} /{key} takes")
+            return False
+        if length:
+            self.server.conns.reading_body(self.connection, length)
+            self._raw = self.rfile.read(length)
+            if len(self._raw) != length:
+                self.close_connection = True  # the client went away, or the watchdog closed it
+                return False
+        self.server.conns.handling(self.connection)
+        return True
+
+    def _body(self) -> Any:
+        raw, self._raw = self._raw, b""  # parsed once; the bytes are not kept
+        if not raw:
+            raise RequestError("the request has no JSON body")
         try:
-            status, body = handler(*[p for i, p in enumerate(parts) if key.split("/")[i] == "<id>"])
+            return json.loads(raw)
+        except RecursionError as exc:
+            raise RequestError("the body is nested too deeply") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"the body is not valid JSON: {exc}") from exc
+
+    def _dispatch(self, routes: dict[str, Any]) -> None:
+        self.server.conns.handling(self.connection)
+        gate = self._gate(routes)
+        if gate is None:
+            return
+        handler, ids = gate
+        try:
+            status, body = handler(*ids)
         except RequestError as exc:
             status, body = 400, {"error": str(exc)}
+        except QueueFull as exc:
+            status, body = 429, {"error": str(exc)}
         except Exception as exc:  # never let one request take the service down
             traceback.print_exc()
             status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
         self._send(status, body)
-        if key == "shutdown":  # only once the reply is out: a client must not see a cut-off answer
+        if handler == self.shutdown:  # only once the reply is out: a client must not see a cut-off answer
             self.close_connection = True
             threading.Thread(target=self.server.shutdown, daemon=True).start()
 
@@ -184,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
         return 200, job.to_dict()
 
     def classify(self) -> tuple[int, dict[str, Any]]:
-        req = classify_request(self._body())
+        req = classify_request(self._body(), self.server.allow_network)
         job = self.server.jobs.submit("classify", classify_runner(req, self.server.device), req)
         return 202, job.to_dict()
 
@@ -193,14 +239,14 @@ class Handler(BaseHTTPRequestHandler):
         for a model, raster kind and settings; answered from a cache after that)."""
         from ..errors import RSSceneError
 
-        req = classify_request(self._body())
+        req = classify_request(self._body(), self.server.allow_network, outputs=False)
         try:
             return 200, estimate(req, self.server.device)
         except RSSceneError as exc:
             return 400, {"error": str(exc)}
 
     def train(self) -> tuple[int, dict[str, Any]]:
-        req = train_request(self._body())
+        req = train_request(self._body(), self.server.allow_network)
         job = self.server.jobs.submit("train", train_runner(req, self.server.device), req)
         return 202, job.to_dict()
 

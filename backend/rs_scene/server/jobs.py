@@ -49,6 +49,11 @@ class Job:
             self._stage_t0, self._stage_done0 = time.perf_counter(), done
         self.stage, self.done, self.total = stage, int(done), int(total)
 
+    def release(self) -> None:
+        """Drop what only running needed (pixels sent by value, the runner holding the request)."""
+        self.request = {k: v for k, v in self.request.items() if k != "pixels"}
+        self.runner = _released
+
     def eta_s(self) -> float | None:
         if self.state != RUNNING or not self.total or self.done <= self._stage_done0:
             return None
@@ -74,23 +79,49 @@ class Job:
         }
 
 
-class JobQueue:
-    """Jobs in arrival order; one worker thread runs them so they never compete for the device."""
+class QueueFull(Exception):
+    """Too many jobs wait already (answered with 429): each may hold its pixels in memory."""
 
-    def __init__(self, cancelled_types: tuple[type[BaseException], ...] = ()) -> None:
+
+MAX_WAITING = 16
+
+
+class JobQueue:
+    """Jobs in arrival order; one worker thread runs them so they never compete for the device. Finished
+    jobs are kept for their results up to ``keep`` of them (the oldest go first); at most ``max_waiting`` jobs
+    wait at once."""
+
+    def __init__(self, cancelled_types: tuple[type[BaseException], ...] = (), keep: int = 100,
+                 max_waiting: int = MAX_WAITING) -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._cancelled_types = (JobCancelled, *cancelled_types)
+        self.keep, self.max_waiting = keep, max_waiting
         self._worker = threading.Thread(target=self._work, name="rs-scene-worker", daemon=True)
         self._worker.start()
 
     def submit(self, kind: str, runner: Runner, request: dict[str, Any]) -> Job:
         job = Job(kind, runner, request)
         with self._lock:
+            waiting = sum(j.state == QUEUED for j in self._jobs.values())
+            if waiting >= self.max_waiting:
+                raise QueueFull(f"{waiting} jobs are waiting already; submit again when one has finished")
             self._jobs[job.id] = job
+            self._prune()
         self._queue.put(job)
         return job
+
+    def _prune(self) -> None:
+        """Forget the oldest finished jobs beyond ``keep`` (called with the lock held)."""
+        done = sorted((j for j in self._jobs.values() if j.state in FINISHED), key=lambda j: j.finished or 0)
+        for job in done[: max(len(done) - self.keep, 0)]:
+            del self._jobs[job.id]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """After :meth:`stop`: wait until the worker has ended (the running job honoured its cancel)."""
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -105,6 +136,7 @@ class JobQueue:
         with self._lock:
             if job.state == QUEUED:
                 job.state, job.stage, job.finished = CANCELLED, "cancelled", time.time()
+                job.release()
 
     def counts(self) -> dict[str, int]:
         jobs = self.all()
@@ -139,6 +171,12 @@ class JobQueue:
         with self._lock:
             job.state, job.error, job.finished = state, error, time.time()
             job.stage = state
+            job.release()
+            self._prune()
+
+
+def _released(job: Job) -> dict[str, Any]:
+    raise RuntimeError(f"job {job.id} has ended; it cannot run again")
 
 
 def _is_user_error(exc: BaseException) -> bool:

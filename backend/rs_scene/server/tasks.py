@@ -10,6 +10,7 @@ from typing import Any
 
 from .jobs import Job, JobCancelled, Runner
 from .pixels import write_pixels
+from .requests import check_classify_outputs
 
 _CLASSIFY_KEYS = (
     "model",
@@ -39,9 +40,10 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
 
         tmp = Path(tempfile.mkdtemp(prefix=f"rs-scene-{job.id}-")) if "pixels" in req else None
         try:
+            check_classify_outputs(req)  # again: a file may have appeared while the job waited
             if tmp is not None:
                 job.report(0, 0, "receiving pixels")
-                raster = str(write_pixels(*req["pixels"], tmp / "pixels.tif"))
+                raster = str(write_pixels(*req.pop("pixels"), tmp / "pixels.tif"))  # memory goes with it
             else:
                 raster = req["raster"]
             kw = {k: req[k] for k in _CLASSIFY_KEYS if k in req}
@@ -88,8 +90,9 @@ def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def _polygon_data(req: dict[str, Any]) -> Any:
-    """Tiles under labelled polygons, split into spatially blocked train/validation parts."""
-    from ..data.polygons import PolygonSampling, load_polygons
+    """Tiles under labelled polygons, read as classify reads them (bands, input scale, nodata, GSD), split
+    into spatially blocked train / validation / held-out parts."""
+    from ..data.polygons import InputOptions, PolygonSampling, load_polygons
 
     sampling = PolygonSampling(
         tile_size=req.get("tile_size") or 64,
@@ -97,11 +100,13 @@ def _polygon_data(req: dict[str, Any]) -> Any:
         min_overlap=req.get("min_overlap", 0.5),
         block=req.get("block", 4),
         val_fraction=req.get("val_fraction") or 0.2,
+        test_fraction=req.get("test_fraction", 0.2),
         seed=req.get("seed", 0),
     )
-    return load_polygons(
-        req["raster"], req["labels"], req["class_field"], sampling, req.get("bands"), req.get("input_scale")
-    )
+    bands = req.get("bands")
+    options = InputOptions(bands=",".join(bands) if isinstance(bands, list) else bands,
+                           input_scale=req.get("input_scale"), nodata=req.get("nodata"), gsd=req.get("gsd"))
+    return load_polygons(req["raster"], req["labels"], req["class_field"], sampling, options)
 
 
 def train_runner(req: dict[str, Any], device: str) -> Runner:
@@ -134,6 +139,8 @@ def train_runner(req: dict[str, Any], device: str) -> Runner:
         )
         job.report(0, 0, "reading training data")
         data = _polygon_data(req) if polygons else None
+        if data is not None and data.meta.get("warnings"):  # shown before the first epoch, as classify warns
+            job.metrics = {**job.metrics, "warnings": list(data.meta["warnings"])}
         try:
             card, metrics = train_model(
                 params, data=data, progress=lambda ev: _on_train_event(job, ev), cancel=job.cancel
@@ -145,6 +152,7 @@ def train_runner(req: dict[str, Any], device: str) -> Runner:
             "path": out,
             "card": card.to_dict(),
             "metrics": metrics,
+            "warnings": metrics.get("warnings", []),
             "outputs": {"model": out},
         }
 
