@@ -42,10 +42,28 @@ def export_grid(layer: QgsVectorLayer, path: str) -> str:
     return path
 
 
+HEATMAP_TAG = ("RS_SCENE_OUTPUT", "heatmap")  # the metadata item the backend writes into its heatmaps
+
+
+def is_heatmap(source: str) -> bool:
+    """True for a GeoTIFF the RS Scene backend wrote as an attention heatmap (its metadata says so)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(source) if os.path.isfile(source) else None
+    try:
+        return ds is not None and ds.GetMetadataItem(HEATMAP_TAG[0]) == HEATMAP_TAG[1]
+    finally:
+        ds = None
+
+
 def export_heatmap(layer: QgsRasterLayer, path: str) -> str:
     source = layer.source().split("|")[0]
     if not os.path.isfile(source):
         raise ValueError(f"layer '{layer.name()}' is not a file that can be copied")
+    if not is_heatmap(source):
+        raise ValueError(f"layer '{layer.name()}' is not an RS Scene heatmap (its file {source} lacks the "
+                         f"{HEATMAP_TAG[0]}={HEATMAP_TAG[1]} metadata a classification writes): choose the "
+                         "'attention' layer of a run")
     if not path.lower().endswith((".tif", ".tiff")):
         raise ValueError(f"the heatmap is a GeoTIFF: give a .tif path, not {path}")
     tmp = f"{path}.partial"
@@ -74,7 +92,7 @@ def export_chips(raster: QgsRasterLayer, polygons: QgsVectorLayer, field: str, o
         raise ValueError(f"the chip size must be at least 1 pixel, not {tile_px}")
     check_labels(polygons, field)
     gt = ds.GetGeoTransform()
-    out = Path(out_dir)
+    out = chip_folder(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".chips-", dir=out))
     counts: Counter = Counter()
@@ -103,6 +121,19 @@ def export_chips(raster: QgsRasterLayer, polygons: QgsVectorLayer, field: str, o
         ds = None
         shutil.rmtree(tmp, ignore_errors=True)
     return dict(counts)
+
+
+def chip_folder(out_dir: str) -> Path:
+    """An absolute folder: a relative one is taken in the project's folder (never QGIS's working directory);
+    with an unsaved project it is refused, saying what to do."""
+    out = Path(os.path.expanduser(out_dir))
+    if out.is_absolute():
+        return out
+    home = QgsProject.instance().absolutePath()
+    if not home:
+        raise ValueError(f"the chip folder '{out_dir}' is relative and the project has no folder yet: save the "
+                         "project first, or give a full path")
+    return Path(home) / out
 
 
 def _tiles_inside(geom: QgsGeometry, gt: tuple, width: int, height: int, tile: int):

@@ -33,11 +33,20 @@ def load_grid(path: str, name: str, classes: list[dict[str, str]]) -> QgsVectorL
     layer = QgsVectorLayer(f"{path}|layername={GRID_LAYER}", name, "ogr")
     if not layer.isValid():
         raise ValueError(f"cannot open the tile grid {path}")
+    style_grid(layer, classes)
+    return layer
+
+
+def style_grid(layer: QgsVectorLayer, classes: list[dict[str, str]]) -> None:
+    """Class colours (the GeoPackage's default style, loaded if the layer was opened without it, else the
+    model card's) and the grid's opacity. For the dialog's layers and Processing's."""
     renderer = layer.renderer()
+    if renderer is None or renderer.type() != "categorizedSymbol" or not renderer.categories():
+        layer.loadDefaultStyle()
+        renderer = layer.renderer()
     if renderer is None or renderer.type() != "categorizedSymbol" or not renderer.categories():
         layer.setRenderer(class_renderer(classes))
     layer.setOpacity(GRID_OPACITY)
-    return layer
 
 
 def class_renderer(classes: list[dict[str, str]]) -> QgsCategorizedSymbolRenderer:
@@ -61,6 +70,12 @@ def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(path, name, "gdal")
     if not layer.isValid():
         raise ValueError(f"cannot open the heatmap {path}")
+    style_heatmap(layer)
+    return layer
+
+
+def style_heatmap(layer: QgsRasterLayer) -> None:
+    """A semi-transparent pseudocolour ramp over the layer's range: the raster shows where attention is low."""
     stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
     lo, hi = stats.minimumValue, stats.maximumValue
     if not hi > lo:
@@ -76,7 +91,6 @@ def load_heatmap(path: str, name: str) -> QgsRasterLayer:
     renderer.setClassificationMax(hi)
     renderer.setOpacity(HEAT_OPACITY)
     layer.setRenderer(renderer)
-    return layer
 
 
 def add_on_top(project: QgsProject, layers: list[QgsMapLayer]) -> None:

@@ -39,6 +39,7 @@ from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask, remove_scr
 from ..core.client import BackendError
 from ..core.derive import RunSettings, derive, order_models
 from ..core.fixes import Fix, fixes, for_fields
+from ..core.model_list import remember_models
 from ..core.pixels import gdal_band_names
 from ..processing.classify_alg import CAMS
 from .messages import LatestMessage
@@ -157,6 +158,7 @@ class ClassifyDialog(QDialog):
         finally:
             QApplication.restoreOverrideCursor()
         self.models = {m["name"]: m for m in models}
+        remember_models(list(self.models))  # Processing's model list
         self._store()
         self._current = None
         self._fill_models()

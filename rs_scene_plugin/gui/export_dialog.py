@@ -17,7 +17,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core.export import export_chips, export_grid, export_heatmap
+from ..core.export import chip_folder, export_chips, export_grid, export_heatmap
 from .widgets import StatusLabel
 
 
@@ -119,5 +119,5 @@ class ExportDialog(QDialog):
         counts = self._do(export_chips, raster, polys, field, folder, self.chip_size.value(),
                           lambda p: self.progress.setValue(int(p)))
         if counts:
-            self.status.info(f"{sum(counts.values())} chips written to {folder}: "
+            self.status.info(f"{sum(counts.values())} chips written to {chip_folder(folder)}: "
                              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsRasterLayer
+from qgis.core import (
+    Qgis,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsRasterLayer,
+)
 
 from ..core.backend import BackendManager
-from ..core.bands import auto_mapping, mapping_option, missing_bands, names_to_mapping
+from ..core.bands import mapping_option, missing_bands, names_to_mapping
 from ..core.client import BackendError
+from ..core.model_list import remember_models
 from ..core.pixels import gdal_band_names
 
 
@@ -34,6 +40,7 @@ class RSSceneAlgorithm(QgsProcessingAlgorithm):
 
     def model_card(self, model: str) -> dict[str, Any]:
         models = [m for m in self.client().models() if "error" not in m]
+        remember_models([m["name"] for m in models], refresh=False)
         for m in models:
             if model in (m["name"], m.get("path")):
                 return m
@@ -56,7 +63,10 @@ def band_option(layer: QgsRasterLayer, card: dict[str, Any], bands: str) -> str 
                 "band in order (e.g. B02,B03,...) or map them as model_band=layer_band (e.g. B02=1,B03=2)")
         mapping = names_to_mapping(card.get("bands", []), bands)
     else:
-        mapping = auto_mapping(card.get("bands", []), gdal_band_names(layer))
+        from ..core.derive import layer_mapping
+
+        mapping, _ = layer_mapping(card, gdal_band_names(layer), layer.bandCount(),
+                                   layer.dataProvider().dataType(1) == Qgis.Byte)
     missing = missing_bands(mapping)
     if missing:
         known = ", ".join(n or "?" for n in gdal_band_names(layer))

@@ -94,26 +94,80 @@ def test_classify_skips_the_layers_own_no_data_value(provider, tmp_path: Path) -
         dst.GetRasterBand(b + 1).WriteArray(big[b])
     dst = src = None  # written and closed
     counts = {}
-    for name in ("as is", "no data 0"):
+    for name in ("as is", "no data 0", "NODATA 0"):
         layer = QgsRasterLayer(str(framed), "framed", "gdal")
         if name == "no data 0":
             for band in range(1, layer.bandCount() + 1):
                 layer.dataProvider().setUserNoDataValue(band, [QgsRasterRange(0, 0)])
         result = run("classify", {"INPUT": layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS,
                                   "INPUT_SCALE": 1000, "HEATMAP": False,
-                                  "OUTPUT_GRID": str(tmp_path / f"{name}.gpkg")})
+                                  "OUTPUT_GRID": str(tmp_path / f"{name}.gpkg"),
+                                  **({"NODATA": 0} if name == "NODATA 0" else {})})
         counts[name] = result["TILES_CLASSIFIED"]
-    assert counts == {"as is": 81, "no data 0": 25}, counts
+    # 10 x 10 tiles, the last column and row shifted inside the frame: all classified as they are
+    assert counts == {"as is": 100, "no data 0": 25, "NODATA 0": 25}, counts
 
 
 def test_classify_names_missing_bands(provider, s2_layer, tmp_path: Path) -> None:
-    missing = r"aberystwyth. lacks band\(s\) B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 needed"
+    missing = r"aberystwyth. lacks band\(s\) red, green, blue needed by model 'aerial-rgb'"
     with pytest.raises(QgsProcessingException, match=missing):
-        run("classify", {"INPUT": s2_layer, "MODEL": "sentinel2-eurosat",
-                         "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
-    with pytest.raises(QgsProcessingException, match="Unknown model 'nope'.*sentinel2-eurosat"):
+        run("classify", {"INPUT": s2_layer, "MODEL": "aerial-rgb", "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
+    with pytest.raises(QgsProcessingException, match="MODEL"):  # not one of the listed models
         run("classify", {"INPUT": s2_layer, "MODEL": "nope", "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(QgsProcessingException, match="model file not found"):
+        run("classify", {"INPUT": s2_layer, "MODEL_FILE": str(tmp_path / "nope.pt"), "BANDS": S2_BANDS,
+                         "OUTPUT_GRID": str(tmp_path / "grid.gpkg")})
+    assert not [p for p in tmp_path.iterdir() if p.suffix != ".pt"]
+
+
+def test_classify_offers_models_as_a_list_and_the_raster_in_the_project(provider, s2_layer, qgis_iface) -> None:
+    qgis_iface.setActiveLayer(s2_layer)
+    alg = QgsApplication.processingRegistry().createAlgorithmById("rs_scene:classify")
+    model = alg.parameterDefinition("MODEL")
+    assert model.type() == "enum" and {"sentinel2-eurosat", "aerial-rgb"} <= set(model.options())
+    assert alg.parameterDefinition("INPUT").defaultValue() == s2_layer.id(), "the raster starts filled"
+    assert alg.parameterDefinition("EDGE").defaultValue() == "shift"
+    assert alg.parameterDefinition("GSD").options() == ["model", "native", "value"]
+
+
+def test_classify_gsd_edge_and_nodata_reach_the_service(provider, tmp_path: Path) -> None:
+    from conftest import S2_SUBSET
+
+    layer = QgsRasterLayer(str(S2_SUBSET), "subset", "gdal")  # 324 x 339 px at 10 m
+    base = {"INPUT": layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+            "HEATMAP": False}
+    totals = {}
+    for name, extra in (("default", {}), ("drop", {"EDGE": "drop"}),
+                        ("20 m", {"GSD": "value", "GSD_VALUE": 20, "EDGE": "drop"})):
+        totals[name] = run("classify", {**base, **extra, "OUTPUT_GRID": str(tmp_path / f"{name}.gpkg")})
+    assert totals["default"]["TILES_TOTAL"] == 36 and totals["drop"]["TILES_TOTAL"] == 25
+    assert totals["20 m"]["TILES_TOTAL"] == 4, "64 model px at 20 m are 128 raster px"
+    with pytest.raises(QgsProcessingException, match="GSD_VALUE"):
+        run("classify", {**base, "GSD": "value", "OUTPUT_GRID": str(tmp_path / "x.gpkg")})
+
+
+def test_loaded_results_are_styled_like_the_dialogs(provider, s2_layer, tmp_path: Path) -> None:
+    """Processing's 'open output file after running': the grid in class colours, the heatmap a
+    semi-transparent pseudocolour ramp, both named after the run (a layer post-processor)."""
+    import processing
+    from qgis.core import QgsProject
+
+    ext = small_extent(s2_layer)
+    result = processing.runAndLoadResults("rs_scene:classify", {
+        "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+        "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]",
+        "OUTPUT_GRID": str(tmp_path / "grid.gpkg"), "OUTPUT_HEATMAP": str(tmp_path / "heat.tif")})
+    layers = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
+    grid, heat = layers[result["OUTPUT_GRID"]], layers[result["OUTPUT_HEATMAP"]]
+    card = next(m for m in provider.manager.client().models() if m["name"] == "sentinel2-eurosat")
+    renderer = grid.renderer()
+    assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "class_name"
+    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
+    assert all(colours[c["name"]] == c["color"].lower() for c in card["classes"])
+    assert 0 < grid.opacity() < 1
+    assert heat.renderer().type() == "singlebandpseudocolor" and 0 < heat.renderer().opacity() < 1
+    assert grid.name().startswith("aberystwyth classes (sentinel2-eurosat, ")
+    assert heat.name().startswith("aberystwyth attention, gradcam (sentinel2-eurosat, ")
 
 
 def test_exportchips_writes_a_folder_per_class(provider, s2_layer, tmp_path: Path) -> None:
