@@ -147,3 +147,49 @@ def test_export_grid_heatmap_and_chips(manager, qgis_processing, s2_layer, qtbot
     qtbot.mouseClick(dlg.chip_button, Qt.LeftButton)
     assert "8 chips written" in dlg.status.text(), dlg.status.text()
     assert sorted(os.listdir(tmp_path / "chips")) == ["land", "sea"]
+    # only our heatmaps are exported as heatmaps: the scene itself is refused, not copied
+    dlg.heat_layer.setLayer(s2_layer)
+    dlg.heat_file.setFilePath(str(tmp_path / "scene.tif"))
+    qtbot.mouseClick(dlg.heat_button, Qt.LeftButton)
+    assert "is not an RS Scene heatmap" in dlg.status.text() and not (tmp_path / "scene.tif").exists()
+    # a relative chip folder: refused while the project has no folder, then taken in the project's folder
+    QgsProject.instance().setFileName("")
+    dlg.chip_folder.setFilePath("rel_chips")
+    qtbot.mouseClick(dlg.chip_button, Qt.LeftButton)
+    assert "is relative and the project has no folder yet" in dlg.status.text(), dlg.status.text()
+    assert not Path("rel_chips").exists()
+    QgsProject.instance().setFileName(str(tmp_path / "project.qgz"))
+    qtbot.mouseClick(dlg.chip_button, Qt.LeftButton)
+    assert f"written to {tmp_path / 'rel_chips'}" in dlg.status.text(), dlg.status.text()
+    assert sorted(os.listdir(tmp_path / "rel_chips")) == ["land", "sea"]
+    QgsProject.instance().setFileName("")
+
+
+def test_grid_loads_without_gdal_warnings(manager, qgis_processing, s2_layer, tmp_path) -> None:
+    """The layer_styles timestamp in the GeoPackage's own format: GDAL used to warn "Non-conformant content
+    for record 1 in column update_time" on every load of a grid."""
+    import processing
+    from osgeo import gdal, ogr
+
+    from rs_scene_plugin.processing.provider import RSSceneProvider
+
+    provider = RSSceneProvider(manager)
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        ext = small_extent(s2_layer, cols=1, rows=1)
+        res = processing.run("rs_scene:classify", {
+            "INPUT": s2_layer, "MODEL": "sentinel2-eurosat", "BANDS": S2_BANDS, "INPUT_SCALE": 1000,
+            "HEATMAP": False, "OUTPUT_GRID": str(tmp_path / "grid.gpkg"),
+            "EXTENT": f"{ext.xMinimum()},{ext.xMaximum()},{ext.yMinimum()},{ext.yMaximum()} [EPSG:27700]"})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+    messages = []
+    gdal.PushErrorHandler(lambda cls, code, msg: messages.append(msg))
+    try:
+        ds = ogr.Open(res["OUTPUT_GRID"])
+        styles = ds.GetLayerByName("layer_styles")
+        stamps = [f.GetField("update_time") for f in styles]
+        ds = None
+    finally:
+        gdal.PopErrorHandler()
+    assert stamps and not [m for m in messages if "Non-conformant" in m], messages
