@@ -7,6 +7,7 @@ Every experiment module has ``run(ctx) -> Study | list[Study]``; see /work/notes
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,11 @@ def train_eval(ctx: Ctx, name: str, options: dict[str, Any], train: SceneData, t
     model = trainer.fit(train, val=val)
     seconds = time.perf_counter() - t0
     module = method.export_module(model).eval().cpu()
-    return Run(method, model, module, card, evaluate(module, card, test, CPU), seconds)
+    run = Run(method, model, module, card, evaluate(module, card, test, CPU), seconds)
+    headline = run.metrics.get("overall_accuracy", run.metrics.get("sample_f1"))
+    print(f"  {name} seed {seed} {len(train)}/{len(test)} images: {headline:.3f} in {seconds:.0f} s "
+          f"{ {k: v for k, v in options.items() if k != 'teacher'} }", file=sys.stderr, flush=True)
+    return run
 
 
 def save(run: Run, path: Path) -> Path:

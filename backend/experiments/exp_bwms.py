@@ -16,7 +16,7 @@ STEMS = {"conv": "ResNet-18", "conv-s2": "ResNet-18, stride-2 stem", "bwms": "BW
 
 
 def settings(ctx: Ctx) -> dict:
-    return {"eus_epochs": ctx.epochs(25, 100), "ben_epochs": ctx.epochs(4, 100),
+    return {"eus_epochs": ctx.epochs(12, 100), "ben_epochs": ctx.epochs(3, 100),
             "ben_seeds": ctx.seeds[:1] if ctx.profile.name != "paper" else ctx.seeds}
 
 

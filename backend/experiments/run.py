@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PROFILES, Ctx  # noqa: E402
+from stats import Study, Table  # noqa: E402
 
 EXPERIMENTS = {
     "ddrl-am": "exp_ddrl_am",
@@ -44,7 +45,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (default: the profile's)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy CPU)")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
+    ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                    help="train nothing: combine these results.json files (in this order) into --out")
     return ap.parse_args(argv)
+
+
+def merge(files: list[str], out: Path) -> int:
+    """One results.md / results.json / plots from the results of several runs (e.g. run in parallel)."""
+    studies, seconds, header = [], 0.0, ""
+    for f in files:
+        d = json.loads(Path(f).read_text())
+        seconds += d.get("seconds", 0.0)
+        header = header or d.get("header", "")
+        studies += [Study.from_dict(t) if "key" in t else Table(**t) for t in d["tables"]]
+    write(out, header or "# RS Scene benchmark\n", studies, seconds)
+    print(f"merged {len(studies)} tables from {len(files)} files into {out / 'results.md'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge(args.merge, out)
     profile = PROFILES["smoke" if args.quick else args.profile]
     ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device)
     header = (
@@ -83,9 +101,8 @@ def write(out: Path, header: str, studies: list, seconds: float) -> None:
         plot = s.plot(out / f"plot_{s.key}.png") if hasattr(s, "plot") else None
         parts.append(md + (f"\n![{s.title}](plot_{s.key}.png)\n" if plot else ""))
     (out / "results.md").write_text("\n".join(parts) + f"\nTotal: {seconds:.0f} s\n")
-    (out / "results.json").write_text(
-        json.dumps({"seconds": round(seconds, 1), "tables": [s.to_dict() for s in studies]}, indent=2)
-    )
+    (out / "results.json").write_text(json.dumps(
+        {"seconds": round(seconds, 1), "header": header, "tables": [s.to_dict() for s in studies]}, indent=2))
 
 
 if __name__ == "__main__":

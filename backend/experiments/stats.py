@@ -24,6 +24,8 @@ class Interval:
         """``0.812 [0.780, 0.844]``, or in OA points with a sign (``+3.1 [-0.4, +6.6]``)."""
         if math.isnan(self.mean):
             return "n/a"
+        if self.n < 2:  # one seed: no spread known, no interval
+            return f"{self.mean * 100:+.1f} (1 seed)" if points else f"{self.mean:.3f} (1 seed)"
         if points:
             return f"{self.mean * 100:+.1f} [{self.lo * 100:+.1f}, {self.hi * 100:+.1f}]"
         return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
@@ -61,10 +63,12 @@ class Goal:
 
     @property
     def met(self) -> bool:
+        if self.diff.n < 2:
+            return False  # undecided with one seed
         return self.diff.lo > 0 if self.strict else self.diff.hi >= 0
 
     def line(self) -> str:
-        verdict = "**met**" if self.met else "**not met**"
+        verdict = "**met**" if self.met else "**not met**" if self.diff.n >= 2 else "**undecided** (1 seed)"
         rule = "interval above 0" if self.strict else "interval reaches 0: not worse within the noise"
         return (f"- {self.text}: {verdict}; {self.a} minus {self.b} = {self.diff.text(points=True)} OA "
                 f"points (mean [95 % interval], n = {self.diff.n} seeds; rule: {rule})")
@@ -150,6 +154,18 @@ class Study:
                              "extra": self.extras.get(r, {})} for r, vals in self.values.items()},
                 "goals": [g.to_dict() for g in self.goals], "reading": self.reading,
                 "seconds": round(self.seconds, 1)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Study:
+        """The study written by :meth:`to_dict` (``run.py --merge`` rebuilds tables from results.json)."""
+        study = cls(d["key"], d["title"], d["setup"], d.get("baseline", ""), d.get("metric", "OA"),
+                    reading=d.get("reading", ""), seconds=d.get("seconds", 0.0))
+        for row, r in d["rows"].items():
+            study.values[row] = {int(k): v for k, v in r["per_seed"].items()}
+            study.extras[row] = dict(r.get("extra", {}))
+        for g in d.get("goals", []):
+            study.goal(g["goal"], g["a"], g["b"], g["strict"])
+        return study
 
     def plot(self, path: Path) -> Path | None:
         """Bars of the means with 95 % interval whiskers, one bar per row; None without matplotlib."""
