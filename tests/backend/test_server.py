@@ -51,6 +51,8 @@ def test_health_reports_version_and_device(service: Service) -> None:
     assert status == 200
     assert health["status"] == "ok" and health["version"]
     assert health["device"]["type"] == "cpu" and health["device"]["torch"].startswith("2.")
+    # make setup installs onnxruntime: classify runs on ONNX Runtime on the CPU, and the service says so
+    assert health["device"]["runtime"] == "onnx" and health["device"]["onnxruntime"]
 
 
 def test_models_and_methods(service: Service) -> None:

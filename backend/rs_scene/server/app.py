@@ -63,7 +63,23 @@ def device_info(device: str) -> dict[str, Any]:
         info.update(
             type="cpu", name=platform.processor() or platform.machine(), threads=torch.get_num_threads()
         )
+    info.update(runtime_info(info["type"]))
     return info
+
+
+def runtime_info(device_type: str) -> dict[str, Any]:
+    """What ``runtime auto`` runs classify with here (ONNX Runtime on CPU when installed, else PyTorch) and
+    the ONNX Runtime version, read without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..engine.runtime import onnx_available
+
+    try:
+        ort = version("onnxruntime")
+    except PackageNotFoundError:
+        ort = None
+    onnx = device_type == "cpu" and onnx_available()
+    return {"runtime": "onnx" if onnx else "torch", "onnxruntime": ort}
 
 
 class Handler(BaseHTTPRequestHandler):
