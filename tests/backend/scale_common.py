@@ -36,11 +36,12 @@ def zipped_subset(folder: Path) -> str:
     return f"/vsizip/{folder}/export.zip/S2/subset.tif"
 
 
-def reference(raster: Path | str, folder: Path, extra: list[str]) -> dict[str, Path]:
+def reference(raster: Path | str, folder: Path, extra: list[str], heatmap: bool = True) -> dict[str, Path]:
     """Single-process ``classify`` of ``raster`` with the same options."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {"grid": folder / "ref.gpkg", "heat": folder / "ref_heat.tif", "classes": folder / "ref_cls.tif"}
-    proc = run_main("classify", raster, *S2_OPTS, *extra, "--out", out["grid"], "--heatmap", out["heat"],
+    heat = ["--heatmap", out["heat"]] if heatmap else []
+    proc = run_main("classify", raster, *S2_OPTS, *extra, "--out", out["grid"], *heat,
                     "--class-raster", out["classes"])
     assert proc.returncode == 0, proc.stderr
     return out

@@ -13,7 +13,12 @@ from rs_scene.card import read_card
 from rs_scene.engine.plan import make_plan
 from rs_scene.io.tiling import grid_shape, tile_grid
 from rs_scene.scale.manifest import Manifest, expand_inputs, raster_key
-from rs_scene.scale.shards import default_shard_tiles, plan_shards, shard_tiles_of, shard_window
+from rs_scene.scale.shards import (
+    default_shard_tiles,
+    plan_shards,
+    shard_tiles_of,
+    shard_window,
+)
 from rs_scene.zoo import resolve_model
 
 

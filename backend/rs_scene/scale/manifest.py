@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,7 +117,7 @@ class Manifest:
                     f.write(b"\n")
 
     def append(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")) + "\n"
+        line = json.dumps(event | {"t": round(time.time(), 3)}, separators=(",", ":")) + "\n"
         with open(self.lines, "a") as f:
             f.write(line)
             f.flush()
