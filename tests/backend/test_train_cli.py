@@ -154,7 +154,10 @@ def test_train_on_polygons(
         and card.gsd == 10.0
     )
     assert card.training["kind"] == "polygons" and card.training["n_val"] > 0
-    assert "val" in err and "held-out overall_accuracy" in stdout
+    assert "val" in err and "held-out (never used for choosing)" in stdout and "balanced_accuracy" in stdout
+    assert card.metrics["reported"] == "heldout" and card.training["n_heldout"] > 0
+    assert card.metrics["validation"]["label"] == "validation (used for early stopping)"
+    assert set(card.metrics["heldout"]["per_class"]) == {"forest", "urban", "water"}
     res = classify_raster(
         ClassifyParams(
             raster=raster,
@@ -283,3 +286,53 @@ def test_pskd_teacher_of_other_classes_is_refused(
     )
     assert rc == 2 and "classes" in err and "differ" in err
     assert not out.exists() and not Path(str(out) + ".ckpt").exists()
+
+
+S2_TEN = "B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12"
+
+
+def test_train_on_a_x1000_raster_and_classify_it_the_same_way(
+    capsys: pytest.CaptureFixture[str], data_root: Path, tmp_path: Path
+) -> None:
+    """The subset stores reflectance x1000. Read as x10000 the range check warns before training; with
+    --input-scale 1000 it is quiet, the card records the scale, and classify (no --input-scale) cuts and scales
+    the tiles under the polygons exactly as training did: the same class on every training tile."""
+    import fiona
+    import numpy as np
+    import torch
+    from rs_scene.data.polygons import InputOptions, PolygonSampling, load_polygons
+    from rs_scene.engine.evaluate import predict_scores
+    from rs_scene.engine.infer import load_model
+
+    raster = str(data_root / "scenes" / "sen2_20210527_aber_subset.tif")
+    labels = write_labels(tmp_path / "l.gpkg", raster, BOXES)
+    common = ["train", "--raster", raster, "--labels", labels, "--class-field", "cls", "--tile-size", "16",
+              "--block", "3", "--bands", S2_TEN, *FAST, "--backbone", "resnet18", "--batch-size", "32"]
+    rc, _, err = run(capsys, *common, "--out", str(tmp_path / "wrong.pt"))
+    assert rc == 0 and "WARNING: Before training, the input scale looks wrong" in err and "e.g. 1000" in err
+    out = tmp_path / "x1000.pt"
+    rc, _, err = run(capsys, *common, "--input-scale", "1000", "--out", str(out))
+    assert rc == 0 and "input scale looks wrong" not in err, err
+    card = read_card(out)
+    assert card.value_scale == 1000.0 and card.bands == S2_TEN.split(",")
+    assert card.training["input"]["input_scale"] == 1000.0 and card.training["input"]["divisor"] == 1000.0
+    res = classify_raster(ClassifyParams(raster=raster, model=str(out), out_gpkg=str(tmp_path / "c.gpkg"),
+                                         device="cpu", bands=S2_TEN, edge="drop", runtime="torch"))
+    assert not any("input scale" in w for w in res.warnings), res.warnings
+    with fiona.open(tmp_path / "c.gpkg") as src:
+        classified = {(f.properties["col"] * 16, f.properties["row"] * 16): f.properties["class_name"]
+                      for f in src}
+    data = load_polygons(raster, labels, "cls", PolygonSampling(tile_size=16, block=3),
+                         InputOptions(bands=S2_TEN, input_scale=1000))
+    _, model, _ = load_model(str(out), torch.device("cpu"))
+    pred = predict_scores(model, card, data.x, torch.device("cpu")).argmax(1)
+    tiles = [tuple(int(v[1:]) for v in f.split("_")[1:]) for f in data.files]
+    assert len(tiles) > 300 and all(t in classified for t in tiles)
+    same = np.mean([classified[t] == card.class_names[p] for t, p in zip(tiles, pred)])
+    assert same == 1.0, f"classify and training disagree on {1 - same:.1%} of the training tiles"
+    # and the card's figures on its own training tiles are those of the tiles classify cut
+    train = [p for p, sp in zip(pred, data.split) if sp == "train"]
+    own = card.metrics["training"]
+    assert own["n"] == len(train) and own["label"] == "training tiles (the model's own polygons)"
+    assert own["predicted_share"] == pytest.approx(
+        {c: float(np.mean(np.asarray(train) == i)) for i, c in enumerate(card.class_names)})

@@ -15,6 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -58,6 +59,7 @@ class SceneData:
     task: str = "single-label"
     kind: str = "folder"
     split: list[str] = field(default_factory=list)  # "train"/"test" per item when the dataset defines one
+    meta: dict[str, Any] = field(default_factory=dict)  # how it was read (polygons: input settings, warnings)
 
     def __len__(self) -> int:
         return len(self.files)

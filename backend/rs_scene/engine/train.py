@@ -1,5 +1,7 @@
-"""Train a model file from a dataset: split, train with a method, evaluate on held-out data,
-write the card."""
+"""Train a model file from a dataset: split (every class in training and validation; a held-out part where the
+data allow), train with a method (validation picks the epoch), evaluate the chosen model once on the held-out
+part, on validation and on its own training tiles, and write the card with each figure named for what it is
+and the warnings they call for."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import numpy as np
 
 from ..card import ModelCard, make_classes, save_model
 from ..data.datasets import SceneData, heldout_indices, open_dataset
+from ..data.splits import HELDOUT_LABEL, TRAINING_LABEL, VALIDATION_LABEL
 from ..errors import RSSceneError
 from ..methods import create_method
 from .evaluate import evaluate
+from .metrics import metric_warnings
 from .trainer import Cancelled, Progress, Trainer, TrainSettings, checkpoint_path, dataset_stats
 
 
@@ -55,11 +59,24 @@ def stratified_split(
 
 def dataset_split(data: SceneData) -> tuple[list[int], list[int], list[int], str]:
     """``(train, val, test, rule)`` from the dataset's own split labels; without 'test' rows the reported
-    metrics are those of the 'val' part (it picked the best epoch, so they are optimistic)."""
+    figures are those of the 'val' part, labelled as validation (it picked the best epoch: optimistic)."""
     parts = {k: [i for i, s in enumerate(data.split) if s == k] for k in ("train", "val", "test")}
     rule = "the dataset's split ('val' rows validate"
-    rule += ", 'test' rows held out)" if parts["test"] else " and are reported: no separate test part)"
+    rule += ", 'test' rows held out)" if parts["test"] else "; no held-out part: figures are validation's)"
     return parts["train"], parts["val"], parts["test"], rule
+
+
+def check_validation(data: SceneData, train_idx: list[int], val_idx: list[int], where: str) -> None:
+    """Every class with training images has validation images too, or an error naming the classes."""
+    if data.task != "single-label" or not val_idx:
+        return
+    have = set(data.y[val_idx].tolist())
+    counts = np.bincount(data.y[train_idx + val_idx].numpy(), minlength=len(data.classes))
+    short = [f"'{c}' ({n} image{'s' if n != 1 else ''})" for i, (c, n) in enumerate(zip(data.classes, counts,
+             strict=True)) if n and i not in have]
+    if short:
+        raise RSSceneError(f"{where}: class(es) {', '.join(short)} too few to be in both training and "
+                           "validation; every class needs at least 2 images besides the held-out ones")
 
 
 def check_trainable(data: SceneData, where: str) -> None:
@@ -102,6 +119,7 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
         else:
             train_idx, test_idx, rule = list(range(len(data))), [], "none: all images used for training"
         train_idx, val_idx = stratified_split(data, train_idx, params.val_fraction, params.settings.seed)
+        check_validation(data, train_idx, val_idx, where)
     train = data.subset(train_idx)
     check_trainable(train, where)
     method = create_method(params.method, params.options, num_classes=len(data.classes), bands=data.bands,
@@ -116,18 +134,45 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
         Path(ckpt).unlink(missing_ok=True)  # a deliberate cancel leaves nothing behind (a crash keeps it)
         raise
     module = method.export_module(model)
-    metrics: dict[str, Any] = {}
-    report_idx = test_idx or (val_idx if "val" in data.split else [])
-    if report_idx:
-        metrics = evaluate(module, card, data.subset(report_idx), trainer.device)
-    card.metrics = {"heldout": {k: v for k, v in metrics.items() if k != "classes"}} if metrics else {}
+    figures = final_figures(module, card, data, (train_idx, val_idx, test_idx), trainer.device)
+    card.metrics = {k: {m: v for m, v in f.items() if m != "classes"} if isinstance(f, dict) else f
+                    for k, f in figures.items()}
     card.training = {
         "data": str(params.data or "in-memory"), "kind": data.kind, "n_train": len(train_idx),
-        "n_val": len(val_idx), "n_heldout": len(report_idx), "heldout_rule": rule,
+        "n_val": len(val_idx), "n_heldout": len(test_idx), "heldout_rule": rule,
+        "split_note": data.meta.get("split_note", ""), "input": data.meta.get("input", {}),
         "seed": params.settings.seed,
         "seconds": round(time.perf_counter() - t0, 1), "device": str(trainer.device),
         "history": trainer.history[-50:],
     }
     save_model(out, card, module.state_dict())
     Path(ckpt).unlink(missing_ok=True)
-    return card, metrics
+    report = figures.get(figures.get("reported", ""), {})
+    return card, {**report, "warnings": figures["warnings"], "label": report.get("label"),
+                  "validation": figures.get("validation"), "training_tiles": figures.get("training")}
+
+
+TRAINING_EVAL_MAX = 2000  # training tiles the final figures look at (a seeded sample of larger sets)
+
+
+def final_figures(module: Any, card: ModelCard, data: SceneData,
+                  parts: tuple[list[int], list[int], list[int]], device: Any) -> dict[str, Any]:
+    """The chosen model's figures, each labelled: held-out (never used for choosing), validation (used for
+    early stopping) and its own training tiles; which one is reported, and the warnings of all three."""
+    train_idx, val_idx, test_idx = parts
+    if len(train_idx) > TRAINING_EVAL_MAX:
+        pick = np.random.default_rng(0).choice(len(train_idx), TRAINING_EVAL_MAX, replace=False)
+        train_idx = sorted(train_idx[i] for i in pick)
+    out: dict[str, Any] = {}
+    for key, idx, label in (("heldout", test_idx, HELDOUT_LABEL), ("validation", val_idx, VALIDATION_LABEL),
+                            ("training", train_idx, TRAINING_LABEL)):
+        if idx:
+            out[key] = {**evaluate(module, card, data.subset(idx), device), "label": label}
+    out["reported"] = "heldout" if "heldout" in out else ("validation" if "validation" in out else "")
+    warnings = list(data.meta.get("warnings", []))
+    for key, what in (("heldout", "held-out"), ("validation", "validation"), ("training", "training tiles")):
+        if key in out:
+            what = f"{what} ({out[key]['n']} tiles)"
+            warnings += metric_warnings(out[key], what, training=key == "training")
+    out["warnings"] = warnings
+    return out

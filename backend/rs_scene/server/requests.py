@@ -72,6 +72,8 @@ CLASSIFY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "device": ((str,), str),
     "cam": ((str,), str),
     "cam_class": ((str, type(None)), None),
+    "heatmap_norm": ((str,), str),
+    "heatmap_detail": ((str,), str),
     "extent": ((list, type(None)), None),
     "mask": ((str, type(None)), None),
     "min_valid": (_NUM, float),

@@ -23,6 +23,8 @@ _CLASSIFY_KEYS = (
     "device",
     "cam",
     "cam_class",
+    "heatmap_norm",
+    "heatmap_detail",
     "extent",
     "mask",
     "min_valid",
