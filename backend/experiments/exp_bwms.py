@@ -10,18 +10,28 @@ import time
 from common import Ctx, Study, load, n_params, seeded_split, train_eval
 
 from rs_scene.bands import S2_TEN
+from rs_scene.data.transforms import resize
 from rs_scene.methods.bwms import load_bigearthnet_native
 
 STEMS = {"conv": "ResNet-18", "conv-s2": "ResNet-18, stride-2 stem", "bwms": "BWMS (ResNet-18 body)"}
 
 
 def settings(ctx: Ctx) -> dict:
-    return {"eus_epochs": ctx.epochs(12, 100), "ben_epochs": ctx.epochs(3, 100),
+    return {"eus_epochs": ctx.epochs(10, 100), "ben_epochs": ctx.epochs(2, 100), "size": ctx.pick(48, 64),
             "ben_seeds": ctx.seeds[:1] if ctx.profile.name != "paper" else ctx.seeds}
 
 
 def options(stem: str, epochs: int) -> dict:
     return {"stem": stem, "backbone": "resnet18", "epochs": epochs, "batch_size": 32, "lr_halving": 30}
+
+
+def resized(data, size: int):  # noqa: ANN001, ANN201
+    """The images resized to ``size`` px (bilinear), as the trainer would feed them."""
+    if data.x.shape[-1] == size:
+        return data
+    out = data.subset(list(range(len(data))))
+    out.x = resize(data.x, size)
+    return out
 
 
 def eurosat(ctx: Ctx, s: dict) -> Study:
@@ -30,7 +40,8 @@ def eurosat(ctx: Ctx, s: dict) -> Study:
         "bwms",
         "Band-wise multi-scale CNN vs ResNet-18 on the same ten Sentinel-2 bands (EuroSAT-MS)",
         f"EuroSAT-MS, 10 classes, {len(data)} images (all this repository has), per seed a fresh stratified "
-        f"split with a third of each class held out, 64 px, bands {', '.join(S2_TEN)}. All from scratch, the "
+        f"split with a third of each class held out, {s['size']} px (EuroSAT's 64 px resized), bands "
+        f"{', '.join(S2_TEN)}. All from scratch, the "
         f"same head (dropout 0.5, FC 128 + LeakyReLU, FC classes), Adam lr 1e-3 halved every 30 epochs, "
         f"{s['eus_epochs']} epochs, batch 32, rotations/flips only. BWMS: depthwise 1/3/5/7 per band (10 m "
         "bands stride 2, 20 m bands on their native grid), 1x1 fusion + BN + LeakyReLU, LeakyReLU(0.1) in "
@@ -39,6 +50,7 @@ def eurosat(ctx: Ctx, s: dict) -> Study:
     )
     for seed in ctx.seeds:
         train, test = seeded_split(data, seed, test=1 / 3)
+        train, test = resized(train, s["size"]), resized(test, s["size"])
         for stem, row in STEMS.items():
             r = train_eval(ctx, "bwms", options(stem, s["eus_epochs"]), train, test, seed)
             study.add(row, seed, r.oa, parameters=n_params(r.module), train_s=round(r.seconds))

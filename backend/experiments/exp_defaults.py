@@ -14,7 +14,7 @@ SIZE = 64  # the Train dialog's default tile size
 
 def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
-    train_n, test_n = ctx.pick(4, 5, 2), ctx.pick(5, 5, 1)
+    train_n, test_n = ctx.pick(3, 5, 2), ctx.pick(5, 5, 1)
     data = load(ctx, "ucmerced", size=SIZE)
     names = [m["name"] for m in list_methods()]
     study = Study(
