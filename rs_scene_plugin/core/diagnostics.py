@@ -45,7 +45,9 @@ def diagnostics_text(manager: BackendManager, start: bool = True) -> str:
             lines += [f"service: running, pid {manager.pid()}, rs_scene {health['version']}, torch {dev['torch']}",
                       f"service python: {health['python']}",
                       f"device: {dev['type']} {dev.get('name', '')}"
-                      + (f", {dev['memory_gb']} GB" if dev.get("memory_gb") else "")]
+                      + (f", {dev['memory_gb']} GB" if dev.get("memory_gb") else ""),
+                      f"classify runtime: {dev.get('runtime', '?')}"
+                      + (f" (ONNX Runtime {dev['onnxruntime']})" if dev.get("onnxruntime") else "")]
         except BackendError as exc:
             lines.append(f"service: not available: {exc}")
     lines += [f"service log ({manager.log_file}), last lines:", manager.log_tail(30)]

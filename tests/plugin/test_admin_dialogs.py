@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,32 +55,75 @@ def test_diagnostics_copies_interpreter_versions_device_and_log(own_manager, qtb
 
 
 def _base_python() -> str:
-    for name in ("python3.11", "python3"):
-        path = shutil.which(name)
-        if path and os.path.realpath(path) != os.path.realpath(sys.executable):
-            return path
-    pytest.skip("no Python besides QGIS's own to build a venv from")
+    """The interpreter the project's .venv was made from (make setup's base)."""
+    cfg = dict(line.split(" = ", 1) for line in (ROOT / ".venv" / "pyvenv.cfg").read_text().splitlines()
+               if " = " in line)
+    return cfg["executable"]
 
 
-def test_install_backend_creates_a_working_venv(own_manager, qtbot, tmp_path: Path) -> None:
+def test_install_offers_only_pythons_that_run(own_manager, qtbot, tmp_path: Path) -> None:
+    """A pyenv shim for a version that is not installed exits 127: it is neither offered nor accepted."""
+    from rs_scene_plugin.gui.install_dialog import InstallDialog
+
+    shim = tmp_path / "python3.12"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    dlg = InstallDialog(own_manager)
+    qtbot.addWidget(dlg)
+    dlg.find_pythons([str(shim), _base_python()])
+    offered = [dlg.base.itemText(i) for i in range(dlg.base.count())]
+    assert _base_python() in offered and str(shim) not in offered, offered
+    assert all(dlg.base.itemData(i).startswith("3.") for i in range(dlg.base.count()))
+    assert os.path.realpath(sys.executable) not in map(os.path.realpath, offered)
+    dlg.base.setEditText(str(shim))
+    assert dlg.install() is None and "exit code 127" in dlg.status.text(), dlg.status.text()
+
+
+def test_install_backend_sizes_then_installs_the_runtime_set_with_onnx(own_manager, qtbot, tmp_path: Path) -> None:
+    """The real install code end to end, with one shortcut: before the install step the new environment is
+    given the project's .venv site-packages by a .pth line, so pip resolves make setup's runtime set
+    (backend[bench,ray]: torch, ONNX Runtime, Ray...), finds those already satisfied and installs the backend
+    alone instead of copying 6 GB. The size check before it is the real dry run of the full set."""
+    from rs_scene_plugin.core.backend import BackendManager
     from rs_scene_plugin.core.settings import BackendSettings
     from rs_scene_plugin.gui.install_dialog import InstallDialog
 
     dlg = InstallDialog(own_manager)
     qtbot.addWidget(dlg)
     assert dlg.package.text() == str(ROOT / "backend")
-    dlg.base.setFilePath(_base_python())
-    dlg.venv.setText(str(tmp_path / "venv"))
-    dlg.pip_options.setText("--no-deps")  # torch & co. are not needed to prove the install works
+    dlg.base.setEditText(_base_python())
+    venv = tmp_path / "venv"
+    dlg.venv.setText(str(venv))
     task = dlg.install()
-    qtbot.waitUntil(lambda: task.completed, timeout=240_000)
-    assert task.python == str(tmp_path / "venv" / "bin" / "python"), dlg.log.toPlainText()[-2000:]
+    assert task is not None and task.size, dlg.status.text()
+    qtbot.waitUntil(lambda: task.completed, timeout=400_000)
+    assert task.sized is not None, dlg.log.toPlainText()[-3000:]
+    total, count, _ = task.sized
+    assert total > 1e9 and count > 20, task.sized  # torch alone is over 1 GB: the full set was resolved
+    assert "pip will download" in dlg.status.text() and " GB for " in dlg.status.text()
+    assert dlg.install_button.text().startswith("Download and install (")
+    assert "[bench,ray]" in dlg.log.toPlainText(), "the runtime extras make setup installs"
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    main_site = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"))
+    Path(site, "project_venv.pth").write_text(f"{main_site}\n")
+    task = dlg.install()
+    assert task is not None and not task.size
+    qtbot.waitUntil(lambda: task.completed, timeout=400_000)
+    log = dlg.log.toPlainText()
+    assert task.python == str(venv / "bin" / "python"), log[-3000:]
+    assert "Requirement already satisfied: onnxruntime" in log, "ONNX Runtime is part of what was installed"
     assert "Installed" in dlg.status.text() and dlg.progress.value() == 100
-    assert "rs_scene 0.1.0 in" in dlg.log.toPlainText()
     assert BackendSettings.load().python == task.python
     out = subprocess.run([task.python, "-c", "import rs_scene; print(rs_scene.__file__)"], capture_output=True,
                          text=True, check=True)
-    assert str(tmp_path / "venv") in out.stdout
+    assert str(venv) in out.stdout
+    mgr = BackendManager(lambda: BackendSettings(python=task.python, device="cpu"))
+    try:
+        device = mgr.client().health()["device"]
+    finally:
+        mgr.stop()
+    assert device["type"] == "cpu" and device["runtime"] == "onnx" and device["onnxruntime"], device
 
 
 def test_failed_install_removes_the_venv(own_manager, qtbot, tmp_path: Path) -> None:
@@ -89,13 +131,13 @@ def test_failed_install_removes_the_venv(own_manager, qtbot, tmp_path: Path) -> 
 
     dlg = InstallDialog(own_manager)
     qtbot.addWidget(dlg)
-    dlg.base.setFilePath(_base_python())
+    dlg.base.setEditText(_base_python())
     dlg.venv.setText(str(tmp_path / "venv"))
     dlg.package.setText(str(tmp_path / "no-such-backend"))
-    dlg.pip_options.setText("--no-deps --no-index")
+    dlg.pip_options.setText("--no-index")
     task = dlg.install()
     qtbot.waitUntil(lambda: task.completed, timeout=240_000)
-    assert task.python is None and "pip install failed" in dlg.status.text()
+    assert task.python is None and "pip install failed" in dlg.status.text(), dlg.status.text()
     assert not (tmp_path / "venv").exists()
 
 
