@@ -42,18 +42,19 @@ class RSScenePlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
-        icon = QIcon(icon_path())
+        icon = QIcon(icon_path("classify.svg"))
         self.toolbar = self.iface.addToolBar("RS Scene")
         self.toolbar.setObjectName("RSSceneToolbar")
-        for text, slot, on_toolbar in (
-            ("Classify layer…", self.show_classify, True),
-            ("Train model…", self.show_train, True),
-            ("Export…", self.show_export, False),
-            ("Backend settings…", self.show_settings, False),
-            ("Install backend…", self.show_install, False),
-            ("Diagnostics…", self.show_diagnostics, False),
+        for text, slot, icon_file in (
+            ("Classify layer…", self.show_classify, "classify.svg"),
+            ("Train model…", self.show_train, "train.svg"),
+            ("Export…", self.show_export, None),
+            ("Backend settings…", self.show_settings, None),
+            ("Install backend…", self.show_install, None),
+            ("Diagnostics…", self.show_diagnostics, None),
         ):
-            action = QAction(icon if on_toolbar else QIcon(), text, self.iface.mainWindow())
+            on_toolbar = icon_file is not None
+            action = QAction(QIcon(icon_path(icon_file)) if icon_file else QIcon(), text, self.iface.mainWindow())
             action.setObjectName("rs_scene_" + text.split()[0].lower())
             action.triggered.connect(slot)
             self.iface.addPluginToRasterMenu(MENU, action)

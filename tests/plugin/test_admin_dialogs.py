@@ -124,6 +124,7 @@ def test_install_backend_sizes_then_installs_the_runtime_set_with_onnx(own_manag
     finally:
         mgr.stop()
     assert device["type"] == "cpu" and device["runtime"] == "onnx" and device["onnxruntime"], device
+    BackendSettings(python=BACKEND_PYTHON, device="cpu").save()  # not the temporary venv for later sessions
 
 
 def test_failed_install_removes_the_venv(own_manager, qtbot, tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ def test_zip_holds_plugin_metadata_and_icon(package: Path) -> None:
         names = set(z.namelist())
         meta = z.read("rs_scene_plugin/metadata.txt").decode()
     assert {"rs_scene_plugin/__init__.py", "rs_scene_plugin/plugin.py", "rs_scene_plugin/metadata.txt",
-            "rs_scene_plugin/resources/icon.svg", "rs_scene_plugin/processing/provider.py"} <= names
+            "rs_scene_plugin/resources/icon.svg", "rs_scene_plugin/resources/classify.svg",
+            "rs_scene_plugin/resources/train.svg", "rs_scene_plugin/processing/provider.py"} <= names
     assert all(n.startswith("rs_scene_plugin/") for n in names), "one top-level folder, as QGIS expects"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     for line in ("qgisMinimumVersion=3.22", "hasProcessingProvider=yes", "version=0.1.0", "name=RS Scene",

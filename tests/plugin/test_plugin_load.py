@@ -26,6 +26,8 @@ def test_plugin_loads_and_unloads_like_qgis(qgis_iface, qgis_app) -> None:
     texts = [a.text() for a in plugin.actions]
     assert "Classify layer…" in texts and "Train model…" in texts and "Install backend…" in texts
     assert plugin.toolbar is not None and len(plugin.toolbar.actions()) == 2
+    images = [a.icon().pixmap(32, 32).toImage() for a in plugin.toolbar.actions()]
+    assert all(not img.isNull() for img in images) and images[0] != images[1], "Classify and Train icons differ"
     assert plugin.layer_action is not None
 
     assert qgis.utils.unloadPlugin("rs_scene_plugin")
