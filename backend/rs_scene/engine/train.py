@@ -5,6 +5,7 @@ and the warnings they call for."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -128,10 +129,11 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
     trainer = Trainer(method, card, params.settings, progress, cancel)
     t0 = time.perf_counter()
     ckpt = params.settings.checkpoint or checkpoint_path(out)
+    mark_resumable(ckpt, resume_key(params, data, len(train_idx)), params.settings.resume)
     try:
         model = trainer.fit(train, data.subset(val_idx) if val_idx else None, checkpoint=ckpt)
     except Cancelled:
-        Path(ckpt).unlink(missing_ok=True)  # a deliberate cancel leaves nothing behind (a crash keeps it)
+        drop_checkpoint(ckpt)  # a deliberate cancel leaves nothing behind (a crash or a kill keeps it)
         raise
     module = method.export_module(model)
     figures = final_figures(module, card, data, (train_idx, val_idx, test_idx), trainer.device)
@@ -146,10 +148,37 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
         "history": trainer.history[-50:],
     }
     save_model(out, card, module.state_dict())
-    Path(ckpt).unlink(missing_ok=True)
+    drop_checkpoint(ckpt)
     report = figures.get(figures.get("reported", ""), {})
     return card, {**report, "warnings": figures["warnings"], "label": report.get("label"),
                   "validation": figures.get("validation"), "training_tiles": figures.get("training")}
+
+
+def resume_key(params: TrainParams, data: SceneData, n_train: int) -> dict[str, Any]:
+    """What a checkpoint must come from to be resumed: the same method, options, data and seed."""
+    return {"method": params.method, "options": {k: params.options[k] for k in sorted(params.options)},
+            "data": str(params.data or "in-memory"), "classes": data.classes, "bands": data.bands,
+            "n_train": n_train, "seed": params.settings.seed}
+
+
+def mark_resumable(ckpt: str, key: dict[str, Any], resume: bool) -> None:
+    """Write ``<ckpt>.json`` beside the per-epoch checkpoint, so that a killed run's checkpoint says what it
+    can resume; with ``resume``, refuse one written by another training (its weights would not fit)."""
+    info = Path(f"{ckpt}.json")
+    Path(f"{ckpt}.tmp").unlink(missing_ok=True)  # a kill during a save
+    if resume and Path(ckpt).exists():
+        old = json.loads(info.read_text()) if info.exists() else None
+        if old != json.loads(json.dumps(key)):
+            raise RSSceneError(f"checkpoint {ckpt} was written by another training (method, options, data or "
+                               "seed differ) and cannot be resumed; train without resume to start afresh")
+    elif Path(ckpt).exists():
+        Path(ckpt).unlink()  # a fresh start: the old run's epochs must not be mistaken for this one's
+    info.write_text(json.dumps(key))
+
+
+def drop_checkpoint(ckpt: str) -> None:
+    for path in (ckpt, f"{ckpt}.json", f"{ckpt}.tmp"):
+        Path(path).unlink(missing_ok=True)
 
 
 TRAINING_EVAL_MAX = 2000  # training tiles the final figures look at (a seeded sample of larger sets)

@@ -110,6 +110,7 @@ TRAIN_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "test_fraction": (_NUM, float),
     "nodata": ((*_NUM, type(None)), None),
     "gsd": ((*_NUM, str, type(None)), None),
+    "resume": ((bool,), bool),
 }
 
 

@@ -122,7 +122,8 @@ def train_runner(req: dict[str, Any], device: str) -> Runner:
             user_models_dir().mkdir(parents=True, exist_ok=True)
             out = str(user_models_dir() / f"{req['name']}.pt")
         settings = TrainSettings(
-            device=req.get("device", device), seed=req.get("seed", 0), patience=req.get("patience", 0)
+            device=req.get("device", device), seed=req.get("seed", 0), patience=req.get("patience", 0),
+            resume=bool(req.get("resume")),  # continue from <out>.ckpt of a killed run of the same training
         )
         polygons = bool(req.get("raster"))
         params = TrainParams(
