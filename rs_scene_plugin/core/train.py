@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsRasterLayer, QgsTask, QgsVectorLayer
@@ -30,9 +31,14 @@ class TrainSpec:
     name: str = ""  # installed into the user's models under this name
     out: str = ""  # or a .pt path
     val_fraction: float = 0.2
-    bands: str | None = None
+    test_fraction: float = 0.2  # held-out blocks, evaluated once after training (polygons)
+    bands: str | None = None  # classify's band forms: B02,B03,... (names in order) or B02=1,B03=2,...
     tile_size: int | None = None
     input_scale: float | None = None
+    nodata: float | None = None  # raw value of missing pixels, besides the raster's own
+    gsd: float | None = None  # metres per pixel to cut tiles at (None: the raster's own)
+    block: int | None = None  # edge of the split's spatial blocks, in tiles (None: the service's 4)
+    resume: bool = False  # continue from the checkpoint a killed run of the same training left
 
 
 def train_body(spec: TrainSpec, workdir: str) -> dict[str, Any]:
@@ -43,6 +49,8 @@ def train_body(spec: TrainSpec, workdir: str) -> dict[str, Any]:
         body["name"] = spec.name
     if spec.out:
         body["out"] = spec.out
+    if spec.resume:
+        body["resume"] = True
     if spec.data:
         if not os.path.isdir(spec.data):
             raise ValueError(f"dataset folder not found: {spec.data}")
@@ -57,10 +65,30 @@ def train_body(spec: TrainSpec, workdir: str) -> dict[str, Any]:
     body.update(raster=source, class_field=spec.class_field,
                 labels=write_labels(spec.labels, spec.class_field, spec.raster.crs(),
                                     os.path.join(workdir, "labels.gpkg")))
-    for key in ("bands", "tile_size", "input_scale"):
+    body["test_fraction"] = spec.test_fraction
+    for key in ("bands", "tile_size", "input_scale", "nodata", "gsd", "block"):
         if getattr(spec, key) is not None:
             body[key] = getattr(spec, key)
     return body
+
+
+def user_models_dir() -> Path:
+    """Where the service installs models by name: the folder it resolves the same way (it runs with this
+    process's environment)."""
+    env = os.environ.get("RS_SCENE_MODELS")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "rs-scene" / "models"
+
+
+def resumable_checkpoint(name: str, out: str = "") -> Path | None:
+    """The checkpoint a killed training of this model left, when it says what it can resume (``.ckpt.json``
+    beside it); None otherwise."""
+    if not name and not out:
+        return None
+    ckpt = Path(f"{out}.ckpt") if out else user_models_dir() / f"{name}.pt.ckpt"
+    return ckpt if ckpt.exists() and Path(f"{ckpt}.json").exists() else None
 
 
 def run_training(manager: BackendManager, spec: TrainSpec, on_update: Callable[[dict[str, Any]], None],

@@ -3,8 +3,10 @@ choices, help)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from qgis.PyQt.QtGui import QValidator
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -13,6 +15,29 @@ from qgis.PyQt.QtWidgets import (
     QSpinBox,
     QWidget,
 )
+
+
+class ReadableSpinBox(QDoubleSpinBox):
+    """A number as a person writes it (``0.0003`` as ``0.0003``, ``3e-05``; not ``0.000000``), typed the same
+    way; 0 shows as "the method's default" where 0 means that."""
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return 0.0 if text == self.specialValueText() else self.value()
+
+    def validate(self, text: str, pos: int):
+        if text == self.specialValueText():
+            return QValidator.Acceptable, text, pos
+        try:
+            float(text)
+            return QValidator.Acceptable, text, pos
+        except ValueError:
+            return QValidator.Intermediate, text, pos
 
 
 def option_widget(opt: dict[str, Any], models: list[str]) -> QWidget:
@@ -35,9 +60,14 @@ def option_widget(opt: dict[str, Any], models: list[str]) -> QWidget:
         w.setRange(0, 1_000_000)
         w.setValue(int(default or 0))
     elif kind == "float":
-        w = QDoubleSpinBox()
-        w.setDecimals(6)
+        w = ReadableSpinBox()
+        w.setDecimals(10)
         w.setRange(-1e9, 1e9)
+        if default:
+            w.setSingleStep(10 ** math.floor(math.log10(abs(default))))
+        if not default and "0 =" in opt.get("help", ""):  # lr: 0 = the paper's rate for the method
+            w.setRange(0, 1e9)
+            w.setSpecialValueText("the method's default")
         w.setValue(float(default or 0.0))
     else:
         w = QLineEdit("" if default is None else str(default))

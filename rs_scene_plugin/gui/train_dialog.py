@@ -1,11 +1,21 @@
-"""The Training dialog: data (raster + labelled polygons, or a dataset folder), a method with its options as a
-form built from the service's method list, live curves, cancel, and the confusion matrix at the end."""
+"""The Training dialog: data (raster + labelled polygons, or a dataset folder) read as classify reads it (band
+mapping, input scale, extra no-data, GSD), a method with its options as a form built from the service's
+method list (kept between openings), live curves, cancel, and a last screen with the labelled figures,
+per-class recall, the confusion matrix and the warnings."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsApplication, QgsFieldProxyModel, QgsMapLayerProxyModel
+from qgis.core import (
+    QgsApplication,
+    QgsFieldProxyModel,
+    QgsMapLayerProxyModel,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -21,10 +31,8 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,10 +41,14 @@ from ..core.backend import BackendManager
 from ..core.client import BackendError
 from ..core.jobs import describe, percent
 from ..core.labels import check_labels
-from ..core.train import TrainSpec, TrainTask
+from ..core.train import TrainSpec, TrainTask, resumable_checkpoint
 from .curves import CurvesWidget
 from .method_form import option_value, option_widget
-from .widgets import StatusLabel
+from .train_inputs import TrainInputs
+from .train_report import TrainReport
+from .widgets import StatusLabel, scrolled
+
+SETTINGS_KEY = "rs_scene/train/options"
 
 
 class TrainDialog(QDialog):
@@ -65,18 +77,19 @@ class TrainDialog(QDialog):
         self.polygons.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.class_field = QgsFieldComboBox()
         self.class_field.setFilters(QgsFieldProxyModel.String | QgsFieldProxyModel.Int | QgsFieldProxyModel.LongLong)
-        self.polygons.layerChanged.connect(self.class_field.setLayer)
-        self.class_field.setLayer(self.polygons.currentLayer())
-        self.band_names = QLineEdit()
-        self.band_names.setPlaceholderText("the raster's band names in order, if it has none (B02,B03,…)")
+        self.polygons.layerChanged.connect(self._polygons_changed)
+        self._polygons_changed(self.polygons.currentLayer())
         self.tile_size = QSpinBox()
         self.tile_size.setRange(8, 1024)
         self.tile_size.setValue(64)
         self.folder = QgsFileWidget()
         self.folder.setStorageMode(QgsFileWidget.GetDirectory)
-        for label, w in (("Raster", self.raster), ("Polygons", self.polygons), ("Class field", self.class_field),
-                         ("Band names", self.band_names), ("Tile size (pixels)", self.tile_size),
-                         ("Dataset folder", self.folder)):
+        for label, w in (("Raster", self.raster), ("Polygons", self.polygons), ("Class field", self.class_field)):
+            form.addRow(label, w)
+        self.inputs = TrainInputs(form)
+        self.band_names = self.inputs.band_names
+        self.raster.layerChanged.connect(self.inputs.fill)
+        for label, w in (("Tile size (pixels)", self.tile_size), ("Dataset folder", self.folder)):
             form.addRow(label, w)
         method = QGroupBox("Method")
         mform = QFormLayout(method)
@@ -95,38 +108,91 @@ class TrainDialog(QDialog):
         self.val_share.setValue(0.2)
         mform.addRow("Model name", self.name)
         mform.addRow("Validation share (spatial blocks)", self.val_share)
+        self.test_share = QDoubleSpinBox()
+        self.test_share.setRange(0.0, 0.5)
+        self.test_share.setSingleStep(0.05)
+        self.test_share.setValue(0.2)
+        self.test_share.setToolTip("Blocks kept out of training and of choosing the epoch, evaluated once at "
+                                   "the end (made when every class lies in 3 or more blocks)")
+        mform.addRow("Held-out share (spatial blocks)", self.test_share)
+        self.block = QSpinBox()
+        self.block.setRange(1, 64)
+        self.block.setValue(4)
+        self.block.setToolTip("Tiles go to training, validation or held-out in square blocks of this many "
+                              "tiles a side, so that neighbours (which look alike) are not on both sides")
+        mform.addRow("Block size (tiles)", self.block)
 
         self.curves, self.progress, self.status = CurvesWidget(), QProgressBar(), StatusLabel()
-        self.matrix = QTableWidget()
-        self.matrix.setMinimumHeight(120)
+        self.input_warning = StatusLabel()
+        self.report = TrainReport()
+        self.matrix = self.report.matrix
         self.train_button, self.cancel_button, close = QPushButton("Train"), QPushButton("Cancel"), \
             QPushButton("Close")
-        self.train_button.clicked.connect(self.train)
+        self.train_button.clicked.connect(lambda: self.train())
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the interrupted training of this model from its last epoch")
+        self.resume_button.hide()
+        self.resume_button.clicked.connect(lambda: self.train(resume=True))
+        self.name.textChanged.connect(self.offer_resume)
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
         close.clicked.connect(self.hide)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for b in (self.train_button, self.cancel_button, close):
+        for b in (self.resume_button, self.train_button, self.cancel_button, close):
             b.setAutoDefault(False)
             buttons.addWidget(b)
-        content = QWidget()
-        inner = QVBoxLayout(content)
-        for w in (data, method, self.curves, self.progress, self.status, self.matrix):
+        inner = QVBoxLayout()
+        for w in (data, method, self.curves, self.progress, self.input_warning):
             inner.addWidget(w)
-        self.scroll = QScrollArea()  # the content scrolls on a 1366x768 screen; the buttons below stay visible
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setWidget(content)
+        self.scroll = scrolled(inner)  # the content scrolls on a 1366x768 screen; the buttons stay visible
+        back = QPushButton("Back to the settings")
+        back.setAutoDefault(False)
+        back.clicked.connect(lambda: self.stack.setCurrentIndex(0))
+        report = QVBoxLayout()
+        report.addWidget(self.report)
+        report.addWidget(back)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.scroll)
+        self.stack.addWidget(scrolled(report))
         layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.status)
         layout.addLayout(buttons)
         self.resize(660, 680)
 
     # -- methods -------------------------------------------------------------------------------------------
     def open_fresh(self) -> None:
+        self.default_layers()
+        self.offer_resume()
+        self.stack.setCurrentIndex(0)
         self.show()
         self.raise_()
         self.load_methods()
+
+    def default_layers(self) -> None:
+        """The raster and the polygon layer the user is working on: the active layer, then the layers selected
+        in the Layers panel (QgsMapLayerComboBox alone would take the first layer of the project)."""
+        view = self.iface.layerTreeView() if self.iface is not None and hasattr(self.iface, "layerTreeView") \
+            else None
+        candidates = [self.iface.activeLayer() if self.iface is not None else None,
+                      *(view.selectedLayers() if view is not None else [])]
+        raster = next((lyr for lyr in candidates if isinstance(lyr, QgsRasterLayer)), None)
+        polys = next((lyr for lyr in candidates if isinstance(lyr, QgsVectorLayer)
+                      and lyr.geometryType() == QgsWkbTypes.PolygonGeometry), None)
+        if raster is not None:
+            self.raster.setLayer(raster)
+        if polys is not None:
+            self.polygons.setLayer(polys)
+        self.inputs.fill(self.raster.currentLayer())
+
+    def _polygons_changed(self, layer: Any) -> None:
+        """The class field defaults to the layer's first text field (not its first field, the fid)."""
+        self.class_field.setLayer(layer)
+        if isinstance(layer, QgsVectorLayer):
+            text = [f.name() for f in layer.fields() if f.type() == 10]  # QVariant.String
+            if text:
+                self.class_field.setField(text[0])
 
     def load_methods(self) -> bool:
         try:
@@ -158,15 +224,40 @@ class TrainDialog(QDialog):
             w = option_widget(opt, getattr(self, "_models", []))
             self.option_widgets[opt["name"]] = w
             self.options_form.addRow(opt["name"].replace("_", " "), w)
+        self.restore_options()
+
+    def restore_options(self) -> None:
+        """The values this method's options had in the last training started from this dialog."""
+        saved = QgsSettings().value(f"{SETTINGS_KEY}/{self.method.currentText()}", {}) or {}
+        for key, value in dict(saved).items():
+            if key in self.option_widgets:
+                try:
+                    self.set_option(key, value)
+                except (TypeError, ValueError):
+                    continue  # a value of an older version of the option: keep the default
+
+    def changed_options(self) -> dict[str, Any]:
+        """The options set to something else than the method's default (the method fills in the rest: an lr of
+        0 shown as "the method's default" is not sent as a rate of 0)."""
+        defaults = {o["name"]: o.get("default") for o in self.methods[self.method.currentText()]["options"]}
+        values = {k: option_value(w) for k, w in self.option_widgets.items()}
+        return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]
+                and not (v in ("", None) and defaults[k] in ("", None))}
+
+    def save_options(self) -> None:
+        values = {k: option_value(w) for k, w in self.option_widgets.items()}
+        QgsSettings().setValue(f"{SETTINGS_KEY}/{self.method.currentText()}", values)
 
     def set_option(self, name: str, value: Any) -> None:
         w = self.option_widgets[name]
         if isinstance(w, QComboBox):
             w.setCurrentText(str(value))
         elif isinstance(w, QCheckBox):
-            w.setChecked(bool(value))
-        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-            w.setValue(value)
+            w.setChecked(value in (True, "true", "True", 1, "1"))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(value))
+        elif isinstance(w, QDoubleSpinBox):
+            w.setValue(float(value))
         else:
             w.setText(str(value))
 
@@ -178,7 +269,7 @@ class TrainDialog(QDialog):
         if not name:
             raise ValueError("Give the new model a name.")
         spec = TrainSpec(method=self.method.currentText(), name=name, val_fraction=self.val_share.value(),
-                         options={k: option_value(w) for k, w in self.option_widgets.items()})
+                         test_fraction=self.test_share.value(), options=self.changed_options())
         if self.from_folder.isChecked():
             spec.data = self.folder.filePath().strip()
             if not spec.data:
@@ -194,11 +285,22 @@ class TrainDialog(QDialog):
         if len(counts) < 2:
             raise ValueError(f"Layer '{spec.labels.name()}' has polygons of one class only ({next(iter(counts))})"
                              f" in field '{spec.class_field}'; training needs at least two classes.")
-        spec.bands = self.band_names.text().strip() or None
-        spec.tile_size = self.tile_size.value()
+        self.inputs.apply_names()
+        inputs = self.inputs.options(spec.raster)
+        spec.bands, spec.input_scale = inputs.get("bands"), inputs.get("input_scale")
+        spec.nodata, spec.gsd = inputs.get("nodata"), inputs.get("gsd")
+        spec.tile_size, spec.block = self.tile_size.value(), self.block.value()
         return spec
 
-    def train(self) -> TrainTask | None:
+    def offer_resume(self) -> bool:
+        """Show Resume when a killed training of this model left a checkpoint that says what it resumes."""
+        ckpt = resumable_checkpoint(self.name.text().strip())
+        self.resume_button.setVisible(ckpt is not None)
+        if ckpt is not None:
+            self.resume_button.setText(f"Resume '{self.name.text().strip()}'")
+        return ckpt is not None
+
+    def train(self, resume: bool = False) -> TrainTask | None:
         if not self.methods and not self.load_methods():
             return None
         try:
@@ -206,16 +308,19 @@ class TrainDialog(QDialog):
         except ValueError as exc:
             self.status.error(str(exc))
             return None
+        spec.resume = resume
+        self.save_options()
         self.curves.clear()
-        self.matrix.clear()
-        self.matrix.setRowCount(0)
+        self.report.clear()
+        self.input_warning.clear()
         self.task = TrainTask(self.manager, spec)
         self.task.update.connect(self._progress)
         self.task.taskCompleted.connect(self._done)
         self.task.taskTerminated.connect(self._done)
         self.train_button.setEnabled(False)
+        self.resume_button.setVisible(False)
         self.cancel_button.setEnabled(True)
-        self.status.info(f"Training '{spec.name}' with {spec.method}…")
+        self.status.info(f"{'Resuming' if resume else 'Training'} '{spec.name}' with {spec.method}…")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
@@ -227,6 +332,9 @@ class TrainDialog(QDialog):
         self.progress.setValue(int(percent(job)))
         self.curves.add_job(job)
         self.status.info(describe(job))
+        warnings = (job.get("metrics") or {}).get("warnings")
+        if warnings:  # the range check, before the first epoch: the run goes on, as classify's does
+            self.input_warning.error("\n".join(warnings))
 
     def _done(self) -> None:
         task = self.task
@@ -236,28 +344,22 @@ class TrainDialog(QDialog):
             return
         if task.result:
             self.progress.setValue(100)
-            self.show_metrics(task.result.get("metrics") or {})
-            acc = (task.result.get("metrics") or {}).get("overall_accuracy")
-            self.status.info(f"Model '{task.result['model']}' saved to {task.result['path']}"
-                             + (f"; held-out overall accuracy {acc:.1%}" if acc is not None else "")
+            self.report.show_result(task.result)
+            self.stack.setCurrentIndex(1)
+            m = task.result.get("metrics") or {}
+            figure = (f"; {m['label']}: overall accuracy {m['overall_accuracy']:.1%}, balanced accuracy "
+                      f"{m.get('balanced_accuracy', 0):.1%}" if "overall_accuracy" in m else "")
+            n_warn = len(task.result.get("warnings") or [])
+            self.status.info(f"Model '{task.result['model']}' saved to {task.result['path']}{figure}"
+                             + (f"; {n_warn} warning(s), see above" if n_warn else "")
                              + ". It is now listed in the Classify dialog.")
             self.model_trained.emit(task.result["model"])
         elif task.error:
-            self.status.error(task.error)
+            self.status.error(task.error + (" Its checkpoint was kept: Resume continues from the last epoch."
+                                            if self.offer_resume() else ""))
         else:
             self.status.info("Cancelled: no model was written.")
 
     def show_metrics(self, metrics: dict[str, Any]) -> None:
-        """Confusion matrix (rows true, columns predicted) with each class's accuracy in the last column."""
-        classes, cm = metrics.get("classes") or list(metrics.get("per_class", {})), metrics.get("confusion_matrix")
-        if not cm:
-            return
-        self.matrix.setRowCount(len(classes))
-        self.matrix.setColumnCount(len(classes) + 1)
-        self.matrix.setHorizontalHeaderLabels([*classes, "accuracy"])
-        self.matrix.setVerticalHeaderLabels(classes)
-        for i, row in enumerate(cm):
-            for j, n in enumerate(row):
-                self.matrix.setItem(i, j, QTableWidgetItem(str(n)))
-            acc = metrics.get("per_class", {}).get(classes[i])
-            self.matrix.setItem(i, len(classes), QTableWidgetItem("—" if acc is None else f"{acc:.0%}"))
+        """Confusion matrix (rows true, columns predicted) with each class's recall in the last column."""
+        self.report.show_matrix(metrics)

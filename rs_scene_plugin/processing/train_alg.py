@@ -29,6 +29,8 @@ class TrainAlgorithm(RSSceneAlgorithm):
     INPUT, LABELS, CLASS_FIELD, DATA, METHOD = "INPUT", "LABELS", "CLASS_FIELD", "DATA", "METHOD"
     OPTIONS, EPOCHS, VAL_FRACTION, BANDS, NAME, OUTPUT = "OPTIONS", "EPOCHS", "VAL_FRACTION", "BANDS", "NAME", \
         "OUTPUT_MODEL"
+    TEST_FRACTION, INPUT_SCALE, NODATA, GSD, TILE_SIZE = "TEST_FRACTION", "INPUT_SCALE", "NODATA", "GSD", \
+        "TILE_SIZE"
 
     def name(self) -> str:
         return "train"
@@ -57,7 +59,20 @@ class TrainAlgorithm(RSSceneAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation share",
                                                        QgsProcessingParameterNumber.Double, 0.2, minValue=0,
                                                        maxValue=0.9))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Band names of the raster", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.TEST_FRACTION, "Held-out share (evaluated once)",
+                                                       QgsProcessingParameterNumber.Double, 0.2, minValue=0,
+                                                       maxValue=0.5))
+        self.addParameter(QgsProcessingParameterString(
+            self.BANDS, "Bands as classify takes them: the raster's band names in order (B02,B03,...) or "
+            "name=band (B02=1,B03=2,...)", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.INPUT_SCALE, "Input scale, divide by (0 = automatic)",
+                                                       QgsProcessingParameterNumber.Double, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(self.NODATA, "Extra no-data value (every band)",
+                                                       QgsProcessingParameterNumber.Double, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.GSD, "Ground resolution, m (0 = the raster's own)",
+                                                       QgsProcessingParameterNumber.Double, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = 64)",
+                                                       QgsProcessingParameterNumber.Integer, 0, minValue=0))
         self.addParameter(QgsProcessingParameterString(self.NAME, "Model name", "my-model"))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model file", "Model (*.pt)",
                                                                 optional=True, createByDefault=False))
@@ -85,11 +100,23 @@ class TrainAlgorithm(RSSceneAlgorithm):
                          name=self.parameterAsString(parameters, self.NAME, context).strip(),
                          out=self.parameterAsFileOutput(parameters, self.OUTPUT, context),
                          val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+                         test_fraction=self.parameterAsDouble(parameters, self.TEST_FRACTION, context),
                          bands=self.parameterAsString(parameters, self.BANDS, context).strip() or None)
+        for key, name in (("input_scale", self.INPUT_SCALE), ("gsd", self.GSD)):
+            setattr(spec, key, self.parameterAsDouble(parameters, name, context) or None)
+        spec.tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
+        if parameters.get(self.NODATA) is not None:
+            spec.nodata = self.parameterAsDouble(parameters, self.NODATA, context)
+
+        warned: list[str] = []
 
         def update(job: dict[str, Any]) -> None:
             feedback.setProgress(percent(job))
             feedback.setProgressText(describe(job))
+            for w in (job.get("metrics") or {}).get("warnings") or []:  # the range check, before training
+                if w not in warned:
+                    warned.append(w)
+                    feedback.reportError(w, fatalError=False)
 
         try:
             result = run_training(self.manager, spec, update, feedback.isCanceled)
@@ -100,5 +127,16 @@ class TrainAlgorithm(RSSceneAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         metrics = result.get("metrics") or {}
         feedback.pushInfo(f"model {result['model']} written to {result['path']}")
+        for m in ((result.get("card") or {}).get("metrics") or {}).values():
+            if isinstance(m, dict) and "overall_accuracy" in m:
+                feedback.pushInfo(f"{m['label']}: overall accuracy {m['overall_accuracy']:.1%}, balanced "
+                                  f"accuracy {m['balanced_accuracy']:.1%} ({m['n']} tiles); recall "
+                                  + ", ".join(f"{c} {'-' if r is None else f'{r:.0%}'}"
+                                              for c, r in m["per_class"].items()))
+        for w in result.get("warnings") or []:
+            if w not in warned:
+                feedback.reportError(w, fatalError=False)
         return {self.OUTPUT: result["path"], "MODEL": result["model"],
-                "OVERALL_ACCURACY": metrics.get("overall_accuracy"), "METRICS": metrics}
+                "OVERALL_ACCURACY": metrics.get("overall_accuracy"),
+                "BALANCED_ACCURACY": metrics.get("balanced_accuracy"), "FIGURES": metrics.get("label"),
+                "WARNINGS": result.get("warnings") or [], "METRICS": metrics}

@@ -44,6 +44,11 @@ def test_train_job_from_polygons_reports_epochs_and_installs_the_model(service: 
     assert job["stage"] == "done" and job["done"] == job["total"] > 0
     metrics = job["result"]["metrics"]
     assert sorted(metrics["per_class"]) == ["land", "sea"] and len(metrics["confusion_matrix"]) == 2
+    assert metrics["label"] in ("held-out (never used for choosing)", "validation (used for early stopping)")
+    assert "balanced_accuracy" in metrics and metrics["training_tiles"]["n"] > 0
+    # the scene stores reflectance x1000 and no input scale was given: the range check warned before training
+    assert "input scale looks wrong" in job["metrics"]["warnings"][0] and "1000" in job["metrics"]["warnings"][0]
+    assert job["result"]["warnings"][0] == job["metrics"]["warnings"][0]
     assert Path(job["result"]["path"]).exists()
     models = {m["name"] for m in service.call("/models")[1]["models"]}
     assert "server-tiny" in models

@@ -198,6 +198,10 @@ def test_train_from_polygons_writes_a_model_file(provider, s2_layer, tmp_path: P
     assert result["MODEL"] == "alg-model"
     assert 0.0 <= result["OVERALL_ACCURACY"] <= 1.0
     assert sorted(result["METRICS"]["per_class"]) == ["land", "sea"]
+    assert result["FIGURES"] in ("held-out (never used for choosing)", "validation (used for early stopping)")
+    assert 0.0 <= result["BALANCED_ACCURACY"] <= 1.0
+    # the scene stores reflectance x1000 and no INPUT_SCALE was given: the range check warned
+    assert any("input scale looks wrong" in w and "1000" in w for w in result["WARNINGS"]), result["WARNINGS"]
 
 
 def test_train_refuses_bad_options(provider, s2_layer, tmp_path: Path) -> None:

@@ -22,10 +22,11 @@ def dialog(qgis_iface, manager, qtbot):
     return dlg
 
 
-def prepare(dialog, s2_layer, classes, name="tiny-polygons", epochs=2):
+def prepare(dialog, s2_layer, classes, name="tiny-polygons", epochs=2, scale=1000.0):
     polys = polygon_layer(s2_layer, classes)
     QgsProject.instance().addMapLayer(polys)
     dialog.open_fresh()
+    dialog.inputs.input_scale.setValue(scale)  # the scene stores reflectance x1000
     dialog.raster.setLayer(s2_layer)
     dialog.polygons.setLayer(polys)
     dialog.class_field.setField("landcover")
@@ -59,10 +60,19 @@ def test_trains_from_polygons_and_the_model_appears_in_classify(dialog, qtbot, s
     assert task.error is None, task.error
     assert len(dialog.curves.loss) == 2 and dialog.curves.steps, "the curves must show each epoch"
     assert dialog.matrix.rowCount() == 2 and dialog.matrix.columnCount() == 3
-    assert dialog.matrix.horizontalHeaderItem(2).text() == "accuracy"
+    assert dialog.matrix.horizontalHeaderItem(2).text() == "recall"
     assert "tiny-polygons" in dialog.status.text() and "Classify dialog" in dialog.status.text()
     path = Path(task.result["path"])
     assert path.exists() and path.parent == Path(os.environ["RS_SCENE_MODELS"])
+    # the last screen: each figure named for what it is, the matrix of the reported one, the warnings
+    assert dialog.stack.currentIndex() == 1 and dialog.report.isVisible()
+    figures = dialog.report.figures.text()
+    assert "held-out (never used for choosing)" in figures and "validation (used for early stopping)" in figures
+    assert "balanced accuracy" in figures and "held-out" in dialog.report.matrix_title.text()
+    assert dialog.report.warnings.text().startswith(("Warnings:", "No warnings"))
+    card = task.result["card"]
+    assert card["value_scale"] == 1000.0 and card["training"]["input"]["input_scale"] == 1000.0
+    assert card["bands"] == S2_BANDS.split(",") and not dialog.input_warning.text()
 
     from rs_scene_plugin.gui.classify_dialog import ClassifyDialog
 
@@ -83,9 +93,12 @@ def test_polygons_without_class_values_are_refused(dialog, s2_layer) -> None:
 
 
 def test_cancel_writes_no_model(dialog, qtbot, s2_layer) -> None:
-    prepare(dialog, s2_layer, {"sea": [SEA], "land": [LAND]}, name="cancelled-model", epochs=50)
+    """Without the input scale the range check warns before the first epoch (the run goes on); cancelled, the
+    run leaves no model and no checkpoint."""
+    prepare(dialog, s2_layer, {"sea": [SEA], "land": [LAND]}, name="cancelled-model", epochs=50, scale=0)
     task = dialog.train()
     qtbot.waitUntil(lambda: bool(dialog.curves.steps), timeout=120_000)
+    assert "input scale looks wrong" in dialog.input_warning.text() and "1000" in dialog.input_warning.text()
     qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: task.completed, timeout=60_000)
     assert not task.result and task.error is None
@@ -104,5 +117,77 @@ def test_fits_a_1366x768_screen_with_its_buttons_visible(dialog, qtbot) -> None:
         assert button.isVisible() and corner.y() <= dialog.height(), button.text()
     content = dialog.scroll.widget()
     assert content.sizeHint().height() > dialog.scroll.viewport().height(), "the content is taller: it must scroll"
-    dialog.scroll.ensureWidgetVisible(dialog.matrix)
+    dialog.scroll.ensureWidgetVisible(dialog.progress)
     assert dialog.scroll.verticalScrollBar().value() > 0
+
+
+def test_defaults_follow_the_active_layers_and_options_are_kept(dialog, qtbot, qgis_iface, s2_layer,
+                                                                  manager) -> None:
+    from conftest import SCENES
+    from qgis.core import QgsField, QgsRasterLayer
+    from qgis.PyQt.QtCore import QVariant
+
+    from rs_scene_plugin.gui.train_dialog import SETTINGS_KEY, TrainDialog
+
+    naip = QgsRasterLayer(str(SCENES / "naip_m_4709963_se_14_1_20200831.tif"), "naip", "gdal")
+    QgsProject.instance().addMapLayer(naip)  # another raster, added after the scene
+    polys = polygon_layer(s2_layer, {"sea": [SEA], "land": [LAND]})
+    polys.dataProvider().addAttributes([QgsField("fid_code", QVariant.Int)])
+    polys.updateFields()
+    QgsProject.instance().addMapLayer(polys)
+    qgis_iface.setActiveLayer(s2_layer)
+    dialog.raster.setLayer(naip)
+    dialog.open_fresh()
+    assert dialog.raster.currentLayer() is s2_layer
+    assert dialog.inputs.bands.rowCount() == 10 and dialog.inputs.bands.item(0, 1).text() == "band1"
+    qgis_iface.setActiveLayer(polys)
+    dialog.open_fresh()
+    assert dialog.polygons.currentLayer() is polys and dialog.class_field.currentField() == "landcover"
+    dialog.method.setCurrentText("pretrain")
+    assert dialog.option_widgets["lr"].text() == "the method's default"
+    dialog.set_option("lr", 0.0003)
+    assert dialog.option_widgets["lr"].text() == "0.0003"
+    dialog.set_option("epochs", 7)
+    dialog.save_options()
+    try:
+        again = TrainDialog(qgis_iface, manager)
+        qtbot.addWidget(again)
+        again.open_fresh()
+        again.method.setCurrentText("pretrain")
+        assert again.option_widgets["epochs"].value() == 7 and again.option_widgets["lr"].text() == "0.0003"
+    finally:
+        from qgis.core import QgsSettings
+
+        QgsSettings().remove(SETTINGS_KEY)
+    dialog.band_names.setText(S2_BANDS)
+    dialog.inputs.apply_names()
+    dialog.inputs.bands.item(9, 0).setCheckState(Qt.Unchecked)
+    assert dialog.inputs.band_option() == ",".join(f"{b}={i + 1}" for i, b in enumerate(S2_BANDS.split(",")[:9]))
+
+
+def test_offers_to_resume_only_a_checkpoint_that_says_what_it_resumes(dialog) -> None:
+    """A killed run's checkpoint (``<name>.pt.ckpt`` with its ``.json``, as the service leaves it) is offered for
+    resuming under that model name; a bare checkpoint, or another name, is not."""
+    models = Path(os.environ["RS_SCENE_MODELS"])
+    models.mkdir(parents=True, exist_ok=True)
+    ckpt = models / "half-done.pt.ckpt"
+    ckpt.write_bytes(b"epochs")
+    try:
+        dialog.open_fresh()
+        dialog.name.setText("half-done")
+        assert dialog.resume_button.isHidden()  # no .json: it cannot say what it resumes
+        Path(f"{ckpt}.json").write_text('{"method": "pretrain"}')
+        dialog.name.setText("other")
+        assert dialog.resume_button.isHidden()
+        dialog.name.setText("half-done")
+        assert not dialog.resume_button.isHidden() and "half-done" in dialog.resume_button.text()
+        from rs_scene_plugin.core.train import train_body
+
+        dialog.from_folder.setChecked(True)
+        dialog.folder.setFilePath(str(models))
+        spec = dialog.build_spec()
+        spec.resume = True
+        assert train_body(spec, str(models))["resume"] is True
+    finally:
+        for p in (ckpt, Path(f"{ckpt}.json")):
+            p.unlink(missing_ok=True)
