@@ -84,7 +84,6 @@ class ClassifyDialog(QDialog):
         self.band_names.editingFinished.connect(self._apply_band_names)
         form.addRow("Layer band names", self.band_names)
         self.bands = BandMappingTable()
-        self.bands.setMinimumHeight(120)
         form.addRow("Band mapping", self.bands)
         self.options = RunOptions(form)
         self.tile_size, self.stride, self.input_scale = (self.options.tile_size, self.options.stride,

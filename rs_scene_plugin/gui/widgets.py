@@ -43,6 +43,15 @@ class BandMappingTable(QTableWidget):
             idx = mapping.get(band)
             combo.setCurrentIndex(idx if idx is not None else 0)
             self.setCellWidget(row, 1, combo)
+        self.resizeRowsToContents()
+        self.fit_rows()
+
+    def fit_rows(self, most: int = 12) -> None:
+        """As tall as its rows (up to ``most``): in a scrolling form every band's choice is reached by scrolling
+        the form, not a second scroll bar inside the table."""
+        rows = min(self.rowCount(), most)
+        height = sum(self.rowHeight(r) for r in range(rows)) + self.horizontalHeader().height()
+        self.setMinimumHeight(height + 2 * self.frameWidth() + 2)
 
     def mapping(self) -> dict[str, int | None]:
         return {band: self.cellWidget(row, 1).currentData() for row, band in enumerate(self.model_bands)}
