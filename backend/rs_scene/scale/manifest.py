@@ -26,24 +26,25 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 def expand_inputs(specs: list[str]) -> list[str]:
     """Rasters from list files (one path a line, ``#`` comments, relative to the list), folders (their
-    rasters), globs and single paths (files or GDAL virtual paths), in order, without repeats."""
+    rasters), globs and single paths (files or GDAL virtual paths), in order, without repeats. Paths are made
+    absolute, not resolved: two links to one file are two inputs, as they name two rasters."""
     out: list[str] = []
     for spec in specs:
         if gdal_virtual(spec):
             out.append(spec)
         elif os.path.isdir(spec):
             found = [p for p in Path(spec).iterdir() if p.suffix.lower() in RASTER_SUFFIXES]
-            out += sorted(str(p.resolve()) for p in found)
+            out += sorted(os.path.abspath(p) for p in found)
         elif spec.lower().endswith(LIST_SUFFIXES) and os.path.isfile(spec):
-            base = Path(spec).resolve().parent
+            base = Path(os.path.abspath(spec)).parent
             for line in Path(spec).read_text().splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
-                    out.append(line if gdal_virtual(line) else str((base / line).resolve()))
+                    out.append(line if gdal_virtual(line) else os.path.abspath(base / line))
         elif any(c in spec for c in "*?["):
-            out += sorted(str(Path(p).resolve()) for p in glob.glob(spec, recursive=True))
+            out += sorted(os.path.abspath(p) for p in glob.glob(spec, recursive=True))
         else:
-            out.append(str(Path(spec).resolve()))
+            out.append(os.path.abspath(spec))
     unique = list(dict.fromkeys(out))
     if not unique:
         raise RSSceneError(f"no rasters found in {' '.join(specs)}")
