@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from qgis.core import (
     Qgis,
     QgsApplication,
-    QgsCoordinateTransform,
-    QgsFeatureRequest,
     QgsMapLayerProxyModel,
-    QgsProject,
     QgsRasterLayer,
-    QgsVectorFileWriter,
-    QgsVectorLayer,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
@@ -35,9 +29,10 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.backend import BackendManager
 from ..core.bands import mapping_option, missing_bands, names_to_mapping
-from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask, remove_scratch
+from ..core.classify import ClassifySpec, ClassifyTask, EstimateTask
 from ..core.client import BackendError
 from ..core.derive import RunSettings, derive, order_models
+from ..core.extent import set_extent
 from ..core.fixes import Fix, fixes, for_fields
 from ..core.model_list import remember_models
 from ..core.pixels import gdal_band_names
@@ -88,6 +83,9 @@ class ClassifyDialog(QDialog):
         self.options = RunOptions(form)
         self.tile_size, self.stride, self.input_scale = (self.options.tile_size, self.options.stride,
                                                          self.options.input_scale)
+        self._build_outputs(form)
+
+    def _build_outputs(self, form: QFormLayout) -> None:
         self.extent = QComboBox()
         self.extent.addItems(EXTENTS)
         self.mask_layer = QgsMapLayerComboBox()
@@ -110,7 +108,10 @@ class ClassifyDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.temporary), row.addWidget(self.to_file), row.addWidget(self.out_file)
         form.addRow("Output", row)
+        self._build_bottom(form)
 
+    def _build_bottom(self, form: QFormLayout) -> None:
+        """The scrolling form above; progress, status, fix buttons and the dialog's buttons always visible."""
         self.status, self.progress = StatusLabel(), QProgressBar()
         self.fix_buttons = FixButtons(self.apply_fix)
         self.fix_buttons.setVisible(False)
@@ -274,30 +275,7 @@ class ClassifyDialog(QDialog):
         return spec
 
     def _set_extent(self, spec: ClassifySpec, layer: QgsRasterLayer) -> None:
-        choice = self.extent.currentText()
-        project = QgsProject.instance()
-        if choice == "Map canvas":
-            canvas = self.iface.mapCanvas()
-            xform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), project)
-            spec.extent = xform.transformBoundingBox(canvas.extent()).intersect(layer.extent())
-        elif choice == "Selected polygons":
-            polys = self.mask_layer.currentLayer()
-            if not isinstance(polys, QgsVectorLayer) or not polys.selectedFeatureCount():
-                name = polys.name() if polys is not None else "(none)"
-                raise ValueError(f"No polygons are selected in layer '{name}': select some, or choose another "
-                                 "extent.")
-            request = QgsFeatureRequest().setFilterFids(polys.selectedFeatureIds())
-            request.setDestinationCrs(layer.crs(), project.transformContext())
-            selected = polys.materialize(request)
-            spec.scratch = tempfile.mkdtemp(prefix="rs_scene_mask_")  # the task that runs the spec removes it
-            spec.mask = f"{spec.scratch}/mask.gpkg"
-            opts = QgsVectorFileWriter.SaveVectorOptions()
-            opts.driverName = "GPKG"
-            QgsVectorFileWriter.writeAsVectorFormatV3(selected, spec.mask, project.transformContext(), opts)
-            spec.extent = selected.extent().intersect(layer.extent())
-        if spec.extent is not None and (spec.extent.isEmpty() or spec.extent.width() <= 0):
-            remove_scratch(spec)  # no task will run this spec
-            raise ValueError(f"The chosen extent does not overlap layer '{layer.name()}'.")
+        set_extent(spec, layer, self.extent.currentText(), self.iface.mapCanvas(), self.mask_layer.currentLayer())
 
     def checked_spec(self) -> ClassifySpec | None:
         """The spec for the current choices, or None with what is missing or wrong in the status line."""
