@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common import PROFILES, Ctx, Study, n_params, seeded_split, train_eval
+from seed_cache import per_seed
 
 from rs_scene.data.datasets import SceneData, open_dataset
 from rs_scene.methods.base import Stage
@@ -109,10 +110,15 @@ def run(ctx: Ctx) -> Study:
         baseline="backbone",
     )
     for seed in ctx.seeds:
-        train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
-        for label, r in ablation(ctx, s, train, test, seed, [0.0, lam]).items():
+        def compute(seed: int = seed) -> dict:
+            train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
+            runs = ablation(ctx, s, train, test, seed, [0.0, lam])
+            return {k: {"oa": r.oa, "parameters": n_params(r.module), "seconds": r.seconds}
+                    for k, r in runs.items()}
+
+        for label, r in per_seed(ctx, "ddrl-am", {**s, "lambda": lam}, seed, compute).items():
             label = "+map+center" if label == center else label
-            study.add(label, seed, r.oa, parameters=n_params(r.module), train_s=round(r.seconds))
+            study.add(label, seed, r["oa"], parameters=r["parameters"], train_s=round(r["seconds"]))
     study.goal("DDRL-AM (+map+center) >= backbone alone", "+map+center", "backbone", strict=False)
     study.goal("+map step non-negative", "+map", "backbone", strict=False)
     study.goal("+center-loss step non-negative", "+map+center", "+map", strict=False)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import Ctx, Study, n_params, seeded_split, train_eval
+from seed_cache import per_seed
 from torch.nn import functional as F
 
 from rs_scene.data.datasets import SceneData, open_dataset
@@ -118,7 +119,9 @@ def one_seed(ctx: Ctx, s: dict, data: SceneData, seed: int, shots: int) -> dict[
         runs[label] = train_eval(ctx, "scl", {}, train, test, seed,
                                  method=Classifier(replace(cfg, balance=bal), k, bands, st))
         runs[label].seconds += first.seconds if st is not None else 0.0
-    return {"runs": runs, "minority": minority, "n_train": len(train), "n_test": len(test)}
+    rows = {label: {"oa": r.oa, "per_class": r.metrics["per_class"], "seconds": r.seconds,
+                    "parameters": n_params(r.module)} for label, r in runs.items()}
+    return {"rows": rows, "minority": minority, "n_train": len(train), "n_test": len(test)}
 
 
 def setup(ctx: Ctx) -> dict[str, Any]:
@@ -140,13 +143,14 @@ def run(ctx: Ctx) -> list[Study]:
     for shots in s["shots"]:
         overall, minor = studies_for(s, shots)
         for seed in ctx.seeds:
-            res = one_seed(ctx, s, data, seed, shots)
-            for label, r in res["runs"].items():
-                per = r.metrics["per_class"]
+            res = per_seed(ctx, "scl", {**s, "shots": shots}, seed,
+                           lambda seed=seed, shots=shots: one_seed(ctx, s, data, seed, shots))
+            for label, r in res["rows"].items():
+                per = r["per_class"]
                 mino = group_accuracy(per, res["minority"])
                 majo = group_accuracy(per, [c for c in per if c not in res["minority"]])
-                overall.add(label, seed, r.oa, majority=round(majo, 3), minority=round(mino, 3),
-                            train_s=round(r.seconds), parameters=n_params(r.module))
+                overall.add(label, seed, r["oa"], majority=round(majo, 3), minority=round(mino, 3),
+                            train_s=round(r["seconds"]), parameters=r["parameters"])
                 minor.add(label, seed, mino)
         overall.goal(f"SCL-CB overall >= CE (s = {shots})", "SCL-CB", "CE", strict=False)
         minor.goal(f"SCL-CB minority > CE (s = {shots})", "SCL-CB", "CE", strict=True)

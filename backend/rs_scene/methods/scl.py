@@ -14,8 +14,8 @@ Where this differs from the paper, and why:
   0) scales it linearly to the batch (0.5 x batch / 128) and by 0.1 for a pretrained init, which it would
   otherwise wreck (0.0125 at batch 32 from ImageNet), after ``warmup_epochs`` of linear warm-up.
 - BatchNorm: the encoder's running statistics are re-estimated on the training images when stage 2 starts
-  (precise BN): EfficientNet's momentum 0.01 would leave them mostly ImageNet's after a short stage 1, and the
-  frozen encoder of stage 2 and of inference runs in eval mode on them.
+  (precise BN): after a short stage 1 an exponential average (momentum 0.01 or 0.1) still holds ImageNet's or
+  earlier weights' statistics, and the frozen encoder of stage 2 and of inference runs in eval mode on them.
 - stage 2 trains the linear classifier on the frozen encoder's features of the (unaugmented) training images,
   computed once; the paper does not say it augments in stage 2.
 - views: crops of at least ``crop_scale`` of the area (0.5: scenes at 64-224 px lose their class in a 20 %
