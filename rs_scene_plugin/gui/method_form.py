@@ -83,3 +83,42 @@ def option_value(w: QWidget) -> Any:
     if isinstance(w, (QSpinBox, QDoubleSpinBox)):
         return w.value()
     return w.text()
+
+
+def set_value(w: QWidget, value: Any) -> None:
+    """Put ``value`` (as the widget's own type, or as QSettings gives it back: text) into an option widget;
+    a value the widget cannot take (an older version of the option) leaves it as it is."""
+    try:
+        if isinstance(w, QComboBox):
+            w.setCurrentText(str(value))
+        elif isinstance(w, QCheckBox):
+            w.setChecked(value in (True, "true", "True", 1, "1"))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(value))
+        elif isinstance(w, QDoubleSpinBox):
+            w.setValue(float(value))
+        else:
+            w.setText(str(value))
+    except (TypeError, ValueError):
+        return
+
+
+def changed_options(options: list[dict[str, Any]], widgets: dict[str, QWidget]) -> dict[str, Any]:
+    """The options set to something else than the method's default (the method fills in the rest: an lr of
+    0 shown as "the method's default" is not sent as a rate of 0)."""
+    defaults = {o["name"]: o.get("default") for o in options}
+    values = {k: option_value(w) for k, w in widgets.items()}
+    return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]
+            and not (v in ("", None) and defaults[k] in ("", None))}
+
+
+def saved_options(key: str, method: str) -> dict[str, Any]:
+    from qgis.core import QgsSettings
+
+    return dict(QgsSettings().value(f"{key}/{method}", {}) or {})
+
+
+def save_options(key: str, method: str, widgets: dict[str, QWidget]) -> None:
+    from qgis.core import QgsSettings
+
+    QgsSettings().setValue(f"{key}/{method}", {k: option_value(w) for k, w in widgets.items()})

@@ -11,15 +11,10 @@ from qgis.core import (
     QgsApplication,
     QgsFieldProxyModel,
     QgsMapLayerProxyModel,
-    QgsRasterLayer,
-    QgsSettings,
-    QgsVectorLayer,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDialog,
     QDoubleSpinBox,
@@ -43,8 +38,14 @@ from ..core.jobs import describe, percent
 from ..core.labels import check_labels
 from ..core.train import TrainSpec, TrainTask, resumable_checkpoint
 from .curves import CurvesWidget
-from .method_form import option_value, option_widget
-from .train_inputs import TrainInputs
+from .method_form import (
+    changed_options,
+    option_widget,
+    save_options,
+    saved_options,
+    set_value,
+)
+from .train_inputs import TrainInputs, first_text_field, working_layers
 from .train_report import TrainReport
 from .widgets import StatusLabel, scrolled
 
@@ -171,15 +172,7 @@ class TrainDialog(QDialog):
         self.load_methods()
 
     def default_layers(self) -> None:
-        """The raster and the polygon layer the user is working on: the active layer, then the layers selected
-        in the Layers panel (QgsMapLayerComboBox alone would take the first layer of the project)."""
-        view = self.iface.layerTreeView() if self.iface is not None and hasattr(self.iface, "layerTreeView") \
-            else None
-        candidates = [self.iface.activeLayer() if self.iface is not None else None,
-                      *(view.selectedLayers() if view is not None else [])]
-        raster = next((lyr for lyr in candidates if isinstance(lyr, QgsRasterLayer)), None)
-        polys = next((lyr for lyr in candidates if isinstance(lyr, QgsVectorLayer)
-                      and lyr.geometryType() == QgsWkbTypes.PolygonGeometry), None)
+        raster, polys = working_layers(self.iface)
         if raster is not None:
             self.raster.setLayer(raster)
         if polys is not None:
@@ -187,12 +180,10 @@ class TrainDialog(QDialog):
         self.inputs.fill(self.raster.currentLayer())
 
     def _polygons_changed(self, layer: Any) -> None:
-        """The class field defaults to the layer's first text field (not its first field, the fid)."""
         self.class_field.setLayer(layer)
-        if isinstance(layer, QgsVectorLayer):
-            text = [f.name() for f in layer.fields() if f.type() == 10]  # QVariant.String
-            if text:
-                self.class_field.setField(text[0])
+        field = first_text_field(layer)
+        if field:
+            self.class_field.setField(field)
 
     def load_methods(self) -> bool:
         try:
@@ -228,38 +219,18 @@ class TrainDialog(QDialog):
 
     def restore_options(self) -> None:
         """The values this method's options had in the last training started from this dialog."""
-        saved = QgsSettings().value(f"{SETTINGS_KEY}/{self.method.currentText()}", {}) or {}
-        for key, value in dict(saved).items():
+        for key, value in saved_options(SETTINGS_KEY, self.method.currentText()).items():
             if key in self.option_widgets:
-                try:
-                    self.set_option(key, value)
-                except (TypeError, ValueError):
-                    continue  # a value of an older version of the option: keep the default
+                set_value(self.option_widgets[key], value)
 
     def changed_options(self) -> dict[str, Any]:
-        """The options set to something else than the method's default (the method fills in the rest: an lr of
-        0 shown as "the method's default" is not sent as a rate of 0)."""
-        defaults = {o["name"]: o.get("default") for o in self.methods[self.method.currentText()]["options"]}
-        values = {k: option_value(w) for k, w in self.option_widgets.items()}
-        return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]
-                and not (v in ("", None) and defaults[k] in ("", None))}
+        return changed_options(self.methods[self.method.currentText()]["options"], self.option_widgets)
 
     def save_options(self) -> None:
-        values = {k: option_value(w) for k, w in self.option_widgets.items()}
-        QgsSettings().setValue(f"{SETTINGS_KEY}/{self.method.currentText()}", values)
+        save_options(SETTINGS_KEY, self.method.currentText(), self.option_widgets)
 
     def set_option(self, name: str, value: Any) -> None:
-        w = self.option_widgets[name]
-        if isinstance(w, QComboBox):
-            w.setCurrentText(str(value))
-        elif isinstance(w, QCheckBox):
-            w.setChecked(value in (True, "true", "True", 1, "1"))
-        elif isinstance(w, QSpinBox):
-            w.setValue(int(value))
-        elif isinstance(w, QDoubleSpinBox):
-            w.setValue(float(value))
-        else:
-            w.setText(str(value))
+        set_value(self.option_widgets[name], value)
 
     # -- running -------------------------------------------------------------------------------------------
     def build_spec(self) -> TrainSpec:
@@ -359,7 +330,3 @@ class TrainDialog(QDialog):
                                             if self.offer_resume() else ""))
         else:
             self.status.info("Cancelled: no model was written.")
-
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        """Confusion matrix (rows true, columns predicted) with each class's recall in the last column."""
-        self.report.show_matrix(metrics)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsRasterLayer
+from qgis.core import QgsRasterLayer, QgsVectorLayer, QgsWkbTypes
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -100,3 +100,22 @@ class TrainInputs:
         if self.gsd.value():
             out["gsd"] = self.gsd.value()
         return {k: v for k, v in out.items() if v is not None}
+
+
+def working_layers(iface: Any) -> tuple[Any, Any]:
+    """The raster and the polygon layer the user is working on: the active layer, then the layers selected in
+    the Layers panel (a QgsMapLayerComboBox alone takes the project's first layer); None where there is none."""
+    view = iface.layerTreeView() if iface is not None and hasattr(iface, "layerTreeView") else None
+    candidates = [iface.activeLayer() if iface is not None else None,
+                  *(view.selectedLayers() if view is not None else [])]
+    raster = next((lyr for lyr in candidates if isinstance(lyr, QgsRasterLayer)), None)
+    polys = next((lyr for lyr in candidates if isinstance(lyr, QgsVectorLayer)
+                  and lyr.geometryType() == QgsWkbTypes.PolygonGeometry), None)
+    return raster, polys
+
+
+def first_text_field(layer: Any) -> str | None:
+    """The layer's first text field: the class names (its first field is often the fid)."""
+    if not isinstance(layer, QgsVectorLayer):
+        return None
+    return next((f.name() for f in layer.fields() if f.type() == 10), None)  # QVariant.String
