@@ -69,7 +69,7 @@ class CurvesWidget(QWidget):
         p.drawText(left + 6, top + 14, "loss")
         p.setPen(QPen(ACC))
         p.drawText(right + 4, top + 10, "1.0")
-        p.drawText(left + 46, top + 14, "val. accuracy")
+        p.drawText(left + 46, top + 14, "validation accuracy (used for early stopping)")
         p.setPen(QPen(QColor("#444444")))
         p.drawText(left, bottom + 16, "epoch 0")
         p.drawText(right - 50, bottom + 16, f"epoch {x_max:.0f}")
