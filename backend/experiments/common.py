@@ -50,9 +50,12 @@ class Ctx:
     profile: Profile = PROFILES["quick"]
     seeds_override: int = 0
     device: str = "cpu"
+    seed_list: list[int] | None = None  # run only these seeds (one process per seed; --merge joins them)
 
     @property
     def seeds(self) -> list[int]:
+        if self.seed_list is not None:
+            return list(self.seed_list)
         return list(range(self.seeds_override or self.profile.seeds))
 
     @property

@@ -39,12 +39,17 @@ def run(ctx: Ctx) -> Study:
     for name in names:
         if name != "pretrain":
             study.goal(f"{name} defaults >= pretrain defaults", name, "pretrain", strict=False)
+    study.reading = reading(study)
+    study.seconds = time.perf_counter() - t0
+    return study
+
+
+def reading(study: Study) -> str:
+    """The study's reading from its numbers (``run.py --merge`` recomputes it after joining seeds)."""
     bad = [g.a for g in study.goals if not g.met]
-    study.reading = (
+    return (
         "Methods whose defaults fall below plain fine-tuning on a set this small: "
         + (", ".join(bad) if bad else "none") + ". PSKD's student is EfficientNet-Lite0 "
         f"({study.extra('pskd', 'parameters')} parameters, {study.extra('pskd', 'tiles_per_s')} tiles/s) "
         "where its Lite2 teacher would be larger and slower."
     )
-    study.seconds = time.perf_counter() - t0
-    return study

@@ -73,13 +73,18 @@ def run(ctx: Ctx) -> Study:
     study.goal("ImageNet fine-tune > ImageNet linear probe", f"ImageNet, {FT}", f"ImageNet, {PROBE}", True)
     study.goal("in-domain (via AID) fine-tune >= ImageNet fine-tune", f"ImageNet -> AID, {FT}",
                f"ImageNet, {FT}", False)
+    study.reading = reading(study)
+    study.seconds = time.perf_counter() - t0
+    return study
+
+
+def reading(study: Study) -> str:
+    """The study's reading from its numbers (``run.py --merge`` recomputes it after joining seeds)."""
     ft = study.diff(f"ImageNet, {FT}", f"ImageNet, {PROBE}")
     dom = study.diff(f"ImageNet -> AID, {FT}", f"ImageNet, {FT}")
-    study.reading = (
+    return (
         f"Fine-tuning ImageNet weights beats the linear probe by {ft.text(points=True)} points; the extra "
         f"AID stage moves the fine-tuned model by {dom.text(points=True)} points (the paper: in-domain "
         "pre-training helps most when the target set is small and the domains are close; AID at 150 px is "
         "2-32 m/px, UC Merced 0.3 m/px resized to the same size, so the domains differ in scale)."
     )
-    study.seconds = time.perf_counter() - t0
-    return study

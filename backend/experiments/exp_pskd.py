@@ -59,16 +59,7 @@ def run(ctx: Ctx) -> Study:
             add(study, row, seed, r, s["size"])
     study.goal("PSKD student > student alone", ROWS["pskd"], ROWS["none"], strict=True)
     study.goal("PSKD student >= Hinton KD student", ROWS["pskd"], ROWS["hinton"], strict=False)
-    d = study.diff(ROWS["pskd"], ROWS["none"])
-    t_vs = study.diff("teacher (Lite2)", ROWS["none"])
-    study.reading = (
-        f"Distillation moves the ImageNet Lite0 student by {d.text(points=True)} OA points over the same "
-        f"student alone; the Lite2 teacher is {t_vs.text(points=True)} points above the student alone with "
-        f"{study.extra('teacher (Lite2)', 'parameters') / study.extra(ROWS['none'], 'parameters'):.2f}x its "
-        "parameters. A teacher barely better than its student has little to pass on (the paper's teacher "
-        "is 1-1.5 points above its student too); the paper profile (224 px, 60 epochs, 100 images a class) "
-        "is where its +0.5 to +1.5 points should show."
-    )
+    study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
 
@@ -76,3 +67,17 @@ def run(ctx: Ctx) -> Study:
 def add(study: Study, row: str, seed: int, r, size: int) -> None:  # noqa: ANN001
     study.add(row, seed, r.oa, parameters=n_params(r.module),
               tiles_per_s=round(tiles_per_second(r.module, 3, size)), train_s=round(r.seconds))
+
+
+def reading(study: Study) -> str:
+    """The study's reading from its numbers (``run.py --merge`` recomputes it after joining seeds)."""
+    d = study.diff(ROWS["pskd"], ROWS["none"])
+    t_vs = study.diff("teacher (Lite2)", ROWS["none"])
+    return (
+        f"Distillation moves the ImageNet Lite0 student by {d.text(points=True)} OA points over the same "
+        f"student alone; the Lite2 teacher is {t_vs.text(points=True)} points above the student alone with "
+        f"{study.extra('teacher (Lite2)', 'parameters') / study.extra(ROWS['none'], 'parameters'):.2f}x its "
+        "parameters. A teacher barely better than its student has little to pass on (the paper's teacher "
+        "is 1-1.5 points above its student too); the paper profile (224 px, 60 epochs, 100 images a class) "
+        "is where its +0.5 to +1.5 points should show."
+    )

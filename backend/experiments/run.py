@@ -43,6 +43,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "for a GPU; smoke: a few images, one epoch, checks the harness only")
     ap.add_argument("--quick", action="store_true", help="old name of --profile smoke")
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (default: the profile's)")
+    ap.add_argument("--seed-list", help="comma-separated seeds to run here (e.g. one process per seed; "
+                    "--merge joins their results.json into one table)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy CPU)")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
     ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
@@ -52,12 +54,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def merge(files: list[str], out: Path) -> int:
     """One results.md / results.json / plots from the results of several runs (e.g. run in parallel)."""
-    studies, seconds, header = [], 0.0, ""
+    studies: list = []
+    by_key: dict[str, Study] = {}
+    seconds, header = 0.0, ""
     for f in files:
         d = json.loads(Path(f).read_text())
-        seconds += d.get("seconds", 0.0)
+        seconds = max(seconds, d.get("seconds", 0.0))  # runs merged here ran in parallel
         header = header or d.get("header", "")
-        studies += [Study.from_dict(t) if "key" in t else Table(**t) for t in d["tables"]]
+        for t in d["tables"]:
+            if "key" not in t:
+                studies.append(Table(**t))
+            elif t["key"] in by_key:  # the same study run with other seeds elsewhere: join the seeds
+                by_key[t["key"]].join(Study.from_dict(t))
+            else:
+                by_key[t["key"]] = Study.from_dict(t)
+                studies.append(by_key[t["key"]])
+    for key, study in by_key.items():  # readings from the joined numbers (a module's reading(study))
+        if key in EXPERIMENTS:
+            fn = getattr(importlib.import_module(EXPERIMENTS[key]), "reading", None)
+            study.reading = fn(study) if fn is not None else study.reading
     write(out, header or "# RS Scene benchmark\n", studies, seconds)
     print(f"merged {len(studies)} tables from {len(files)} files into {out / 'results.md'}")
     return 0
@@ -71,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args.merge, out)
     profile = PROFILES["smoke" if args.quick else args.profile]
-    ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device)
+    seed_list = [int(v) for v in args.seed_list.split(",")] if args.seed_list else None
+    ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device, seed_list)
     header = (
         f"# RS Scene benchmark\n\nProfile `{profile.name}`"
         f"{' (HARNESS CHECK: numbers meaningless)' if profile.name == 'smoke' else ''}, "
@@ -86,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(EXPERIMENTS):
         print(f"== {name}", file=sys.stderr, flush=True)
         result = importlib.import_module(EXPERIMENTS[name]).run(ctx)
-        for study in result if isinstance(result, list) else [result]:
+        for study in [r for r in (result if isinstance(result, list) else [result]) if r is not None]:
             studies.append(study)
             print(study.markdown(), flush=True)
             write(out, header, studies, time.perf_counter() - t0)

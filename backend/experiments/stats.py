@@ -167,6 +167,16 @@ class Study:
             study.goal(g["goal"], g["a"], g["b"], g["strict"])
         return study
 
+    def join(self, other: Study) -> None:
+        """Add ``other``'s seeds (the same study run in another process); goals are re-evaluated."""
+        for row, vals in other.values.items():
+            self.values.setdefault(row, {}).update(vals)
+            cols = self.extras.setdefault(row, {})
+            for k, v in other.extras.get(row, {}).items():
+                cols.setdefault(k, []).extend(v)
+        self.seconds = max(self.seconds, other.seconds)
+        self.goals = [Goal(g.text, g.a, g.b, g.strict, self.diff(g.a, g.b)) for g in self.goals]
+
     def plot(self, path: Path) -> Path | None:
         """Bars of the means with 95 % interval whiskers, one bar per row; None without matplotlib."""
         try:

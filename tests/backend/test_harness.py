@@ -85,3 +85,18 @@ def test_cached_features_are_reused(ucm_tiny: Path, tmp_path: Path) -> None:
     assert a.shape == (len(data), net.num_features) and torch.equal(a, b)
     acc = common.linear_probe(a, data.y, a, data.y, seed=0, epochs=100)
     assert acc > 0.9  # separable on its own training features
+
+
+def test_studies_from_separate_processes_join() -> None:
+    parts = []
+    for seed in (0, 1, 2):
+        s = Study("x", "t", "s", baseline="b")
+        s.add("a", seed, 0.8 + seed / 100, parameters=5)
+        s.add("b", seed, 0.7)
+        s.goal("a > b", "a", "b", strict=True)
+        parts.append(Study.from_dict(json.loads(json.dumps(s.to_dict()))))
+    joined = parts[0]
+    for p in parts[1:]:
+        joined.join(p)
+    assert joined.summary("a").n == 3 and joined.goals[0].diff.n == 3 and joined.goals[0].met
+    assert joined.extras["a"]["parameters"] == [5, 5, 5]
