@@ -343,8 +343,8 @@ class ClassifyDialog(QDialog):
             self.progress.setValue(100)
             warnings = task.result.get("warnings") or []
             if warnings:  # it ran, but the inputs look wrong: say so where the user looks, and keep it there
-                found = self._problem(f"{task.summary}\n{warnings[0]}")
-                self.message.push(f"{task.added[-1].name()}: {for_fields(warnings[0])}", Qgis.Warning, 0,
+                found = self._problem("\n".join([task.summary, *warnings]))  # every warning, every fix
+                self.message.push(f"{task.added[-1].name()}: {for_fields(' '.join(warnings))}", Qgis.Warning, 0,
                                   found, self.apply_fix)
             else:
                 self.status.info(task.summary)

@@ -121,3 +121,22 @@ def test_a_warning_names_the_field_offers_its_fix_and_the_latest_run_wins(dialog
     names = {lyr.name() for lyr in (*first.added, *second.added)}
     assert len(names) == 4, names
     assert all("sentinel2-eurosat" in n and n.startswith("aberystwyth") for n in names)
+
+
+def test_coarse_layer_offers_native_gsd(dialog, qtbot, naip_layer, qgis_iface) -> None:
+    """NAIP's 5-m pixels for aerial-rgb's 0.3 m: the dialog derives 'native'; set back to the model's, the
+    run's resolution warning names the GSD field and its button sets it to native."""
+    dialog.open_for(naip_layer)
+    assert dialog.model.currentText() == "aerial-rgb" and dialog.options.gsd_mode.currentIndex() == 1
+    dialog.options.gsd_mode.setCurrentIndex(0)
+    dialog.extent.setCurrentText("Map canvas")  # 2 x 2 tiles of 76.8 m
+    ext = naip_layer.extent()
+    c = ext.center()
+    qgis_iface.mapCanvas().setDestinationCrs(naip_layer.crs())
+    qgis_iface.mapCanvas().setExtent(QgsRectangle(c.x(), c.y(), c.x() + 153.6, c.y() + 153.6))
+    run(dialog, qtbot)
+    assert "--gsd" not in dialog.status.text() and "GSD native" in dialog.status.text(), dialog.status.text()
+    [button] = dialog.fix_buttons.buttons
+    assert button.text() == "Set GSD to native"
+    qtbot.mouseClick(button, Qt.LeftButton)
+    assert dialog.options.gsd_mode.currentIndex() == 1
