@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from common import Ctx, Study, epochs_for_steps, load, save, seeded_split, train_eval
+from common import Ctx, Study, class_subset, epochs_for_steps, load, save, seeded_split, train_eval
 
 FT, PROBE = "fine-tune", "linear probe"
 
@@ -27,7 +27,7 @@ def settings(ctx: Ctx) -> dict:
 
 def domain_adapted(ctx: Ctx, s: dict, base: dict) -> tuple[str, int, int]:
     """ImageNet Lite0 fine-tuned on AID (seed 0, shared by every seed of the target: one source model)."""
-    aid = load(ctx, "aid_150px", size=s["size"])
+    aid = class_subset(ctx, "aid_150px", s["aid_per_class"] + 1, size=s["size"])
     source, check = seeded_split(aid, 0, test=1, train=s["aid_per_class"])
     epochs = epochs_for_steps(len(source), 32, s["aid_steps"])
     opts = {**base, "init": "imagenet", "epochs": epochs, "lr": s["ft_lr"]}
