@@ -68,7 +68,7 @@ def ray_session(address: str, cpus: int | None) -> Iterator[Any]:
                      **common)
         else:
             ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # Ray raises plain Exception too (a node that timed out during startup)
         raise RSSceneError(f"--ray {address}: could not start or join a Ray cluster ({exc})") from exc
     try:
         yield ray
