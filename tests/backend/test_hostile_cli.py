@@ -139,3 +139,16 @@ def test_a_signal_mid_run_leaves_no_output_and_no_temp_for_long(work: Path, sig:
     proc = run_main("classify", work / "big.tif", *S2, "--out", work / "g.gpkg", "--heatmap", work / "h.tif")
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in temps(work)] == [], "stale temporary files of the killed run were kept"
+
+
+def test_devices_fifos_and_long_names(work: Path) -> None:
+    """Beyond the list: a FIFO or device is never replaced (as root, os.replace would swap /dev/null for a
+    GeoTIFF), and opening one to see whether it is ours would block; a 230-byte output name still works."""
+    fifo = work / "pipe.tif"
+    os.mkfifo(fifo)
+    _refused(work, work / "scene.tif", *S2, "--heatmap", fifo, "--overwrite", needle="not a regular file")
+    _refused(work, work / "scene.tif", *S2, "--out", "/dev/null", "--overwrite", needle="not a regular file")
+    long_name = work / ("n" * 226 + ".tif")
+    proc = run_main("classify", work / "scene.tif", *S2, "--heatmap", long_name)
+    assert proc.returncode == 0, proc.stderr
+    assert long_name.exists() and temps(work) == []

@@ -190,6 +190,9 @@ def test_outputs_only_where_the_request_may_write(service: Service, tmp_path: Pa
     shutil.copy(SUBSET, scene)
     notes = tmp_path / "notes.txt"
     notes.write_text("the user's own notes\n")
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)
+    assert _raw(service, _head(service, "GET", "/methods"))[0] == 200  # torch loads once, however slowly
     before = snapshot(tmp_path)
     ucm = str(SCENES.parent / "ucmerced")
     cases = [
@@ -208,6 +211,17 @@ def test_outputs_only_where_the_request_may_write(service: Service, tmp_path: Pa
         ("/jobs/classify", {**S2, "raster": str(scene), "mask": "https://example.com/mask.geojson",
                             "out_gpkg": str(tmp_path / "g.gpkg")}, "network path"),
         ("/estimate", {**S2, "raster": "/vsis3/bucket/scene.tif"}, "network path"),
+        # beyond the list: a FIFO as input would block the worker for ever, as output the request thread
+        ("/jobs/classify", {**S2, "raster": str(fifo), "out_gpkg": str(tmp_path / "g.gpkg")}, "not found"),
+        ("/jobs/classify", {**S2, "raster": str(scene), "heatmap": str(fifo), "overwrite": True},
+         "not a regular file"),
+        ("/jobs/classify", {**S2, "raster": str(scene), "out_gpkg": "/dev/null", "overwrite": True},
+         "not a regular file"),
+        ("/jobs/classify", {**S2, "raster": str(scene), "mask": str(fifo), "out_gpkg": str(tmp_path / "g.gpkg")},
+         "'mask' is not a file"),
+        ("/jobs/classify", {**_pixels_body(tmp_path / "g.gpkg", 1), "pixels": {
+            **_pixels_body(tmp_path / "g.gpkg", 1)["pixels"], "transform": [0, float("nan"), 0, 0, 0, -1]}},
+         "six finite numbers"),
     ]
     for path, body, needle in cases:
         status, reply = service.call(path, body)

@@ -27,13 +27,29 @@ _LIVE: set[str] = set()  # temporary paths this process is writing now
 def temp_path(target: Path) -> Path:
     """A fresh temporary name beside ``target`` that says whose it is (this process) and what for."""
     remove_stale_temps(target)
-    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+    tmp = target.with_name(f".{_short(target)}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
     _LIVE.add(str(tmp))
     return tmp
 
 
+def _short(target: Path) -> str:
+    """The target's name as temp names carry it: cut so that the temp name stays within 255 bytes."""
+    return target.name.encode()[:160].decode(errors="ignore")
+
+
 def release_temp(tmp: Path) -> None:
     _LIVE.discard(str(tmp))
+
+
+def remove_live_temps() -> None:
+    """Before a forced exit: remove the temporary files this process is still writing (and sidecars)."""
+    for tmp in list(_LIVE):
+        for path in (tmp, *(tmp + s for s in ("-journal", "-wal", "-shm", ".aux.xml"))):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        _LIVE.discard(tmp)
 
 
 def _alive(pid: int) -> bool:
@@ -49,7 +65,7 @@ def _alive(pid: int) -> bool:
 def remove_stale_temps(target: Path) -> list[Path]:
     """Remove the temporary files (and their -journal, -wal, .aux.xml sidecars) of earlier runs on ``target``
     whose process is gone; a live run's are left alone. Returns what was removed."""
-    prefix = f".{target.name}{TMP_MARK}"
+    prefix = f".{_short(target)}{TMP_MARK}"
     removed = []
     try:
         names = os.listdir(target.parent)
@@ -111,6 +127,8 @@ def _is_our_model(path: Path) -> bool:
 def is_our_output(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is an earlier output of this tool (see the module's docstring)."""
     p = Path(path)
+    if not p.is_file():  # a FIFO or a device is never ours (and opening a FIFO would block)
+        return False
     try:
         with open(p, "rb") as fh:
             head = fh.read(16)
@@ -152,6 +170,9 @@ def check_outputs(outputs: dict[str, str | None], inputs: Iterable[str | None], 
                                "choose another file")
         if os.path.isdir(value):
             raise RSSceneError(f"cannot write {key} {value}: it is a folder")
+        if os.path.exists(value) and not os.path.isfile(value):
+            raise RSSceneError(f"cannot write {key} {value}: it is not a regular file (a device, FIFO or "
+                               "socket), which no output may replace")
         if os.path.lexists(value) and not overwrite and not is_our_output(value):
             raise RSSceneError(f"{key} {value} exists and is not an earlier RS Scene output; "
                                "give --overwrite (service: \"overwrite\": true) to replace it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,11 @@ def decode_pixels(pix: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     if dtype not in _DTYPES:
         raise RequestError(f"pixels: dtype '{dtype}' is not one of {', '.join(_DTYPES)}")
     transform = _need(pix, "transform", (list,))
-    if len(transform) != 6 or not all(isinstance(v, (int, float)) for v in transform):
-        raise RequestError("pixels: 'transform' must be six numbers (GDAL geotransform order)")
+    if len(transform) != 6 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and math.isfinite(v) for v in transform):
+        raise RequestError("pixels: 'transform' must be six finite numbers (GDAL geotransform order)")
+    if transform[1] == 0 or transform[5] == 0:
+        raise RequestError("pixels: 'transform' has a zero pixel size")
     try:
         raw = base64.b64decode(_need(pix, "data_b64", (str,)), validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -28,8 +28,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _raster_exists(path: str) -> bool:
-    """A file, or a path GDAL opens itself (:func:`gdal_virtual`: the engine names it if it cannot)."""
-    return gdal_virtual(path) or os.path.exists(path)
+    """A regular file (not a FIFO or device, which would block or never end), or a path GDAL opens itself
+    (:func:`gdal_virtual`: the engine names it if it cannot)."""
+    return gdal_virtual(path) or os.path.isfile(path)
 
 
 class RequestError(ValueError):
@@ -155,6 +156,10 @@ def classify_request(body: Any, allow_network: bool = False, outputs: bool = Tru
         req["pixels"] = decode_pixels(req["pixels"])  # (array, meta): checked before the job is queued
     if "raster" in req and not _raster_exists(req["raster"]):
         raise RequestError(f"classify: raster file not found: {req['raster']}")
+    for key in ("mask", "model"):
+        path = req.get(key)
+        if path and (os.sep in path or path.endswith(".pt")) and not _raster_exists(path):
+            raise RequestError(f"classify: '{key}' is not a file: {path}")
     if outputs:
         check_classify_outputs(req)
     if isinstance(req.get("bands"), list):
@@ -208,7 +213,7 @@ def train_request(body: Any, allow_network: bool = False) -> dict[str, Any]:
             if not req.get(key):
                 raise RequestError(f"train: field '{key}' is required when training from labelled polygons")
         for key in ("raster", "labels"):
-            exists = _raster_exists(req[key]) if key == "raster" else os.path.exists(req[key])
+            exists = _raster_exists(req[key])
             if not exists:
                 raise RequestError(f"train: {key} file not found: {req[key]}")
     if not req.get("out") and not req.get("name"):
