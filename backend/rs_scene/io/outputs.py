@@ -4,7 +4,8 @@ under (``.<name>.rs-scene-tmp-<pid>-<random><suffix>``), so a later run on the s
 ones a killed run left behind.
 
 An *earlier output of this tool* is a GeoPackage whose ``gpkg_metadata`` holds an RS Scene run record
-(:data:`RUN_RECORD_URI`), a GeoTIFF tagged ``RS_SCENE_OUTPUT`` (heatmap, class raster) or an RS Scene model
+(:data:`RUN_RECORD_URI`), a GeoTIFF tagged ``RS_SCENE_OUTPUT`` (heatmap, class raster; or, written before
+the tag, with the heatmap's band description or the class raster's ``CLASS_<i>`` tags) or an RS Scene model
 file (a ``torch.save`` zip whose card has the ``rs-scene-model/1`` format).
 """
 
@@ -21,6 +22,7 @@ from ..errors import RSSceneError
 RUN_RECORD_URI = "https://github.com/rs-scene/rs-scene/run-record"
 OUTPUT_TAG = "RS_SCENE_OUTPUT"
 TMP_MARK = ".rs-scene-tmp-"
+OLD_HEATMAP_BAND = "Grad-CAM attention (0-1, per tile)"
 _LIVE: set[str] = set()  # temporary paths this process is writing now
 
 
@@ -109,7 +111,12 @@ def _is_our_tiff(path: Path) -> bool:
 
     try:
         with rasterio.open(path) as ds:
-            return ds.driver == "GTiff" and OUTPUT_TAG in ds.tags()
+            if ds.driver != "GTiff":
+                return False
+            # the tag, or what outputs of versions before it carried: the heatmap's band description, the
+            # class raster's class-name tags
+            return (OUTPUT_TAG in ds.tags() or ds.descriptions[:1] == (OLD_HEATMAP_BAND,)
+                    or (ds.count == 1 and ds.dtypes[0] == "uint8" and "CLASS_0" in ds.tags(1)))
     except Exception:  # not a raster rasterio can open: not ours
         return False
 
