@@ -104,8 +104,9 @@ def run(ctx: Ctx) -> Study:
             f"row trains {s['e2']} more epochs from it with the same optimiser and augmentation: 'backbone' "
             "fine-tunes the stage-1 network further; '+map' is the two-stream network (Grad-CAM map of the "
             "stage-1 network -> SFT, product fusion) with lambda 0; the last row adds the center loss "
-            f"(scaled to 512 dims, lambda {lam:g}, chosen on validation with --select, centers from the "
-            "train-mode class means). The paper: ResNet-18, 224 px, 40 epochs, UC Merced / NWPU."
+            f"(scaled to 512 dims, lambda {lam:g}: Wen et al.'s range; --select compares lambdas on "
+            "validation images; centers from the train-mode class means). The paper: ResNet-18, 224 px, "
+            "40 epochs, UC Merced / NWPU."
         ),
         baseline="backbone",
     )
