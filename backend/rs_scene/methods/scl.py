@@ -18,8 +18,8 @@ Where this differs from the paper, and why:
   earlier weights' statistics, and the frozen encoder of stage 2 and of inference runs in eval mode on them.
 - stage 2 trains the linear classifier on the frozen encoder's features of the (unaugmented) training images,
   computed once; the paper does not say it augments in stage 2.
-- views: crops of at least ``crop_scale`` of the area (0.5: scenes at 64-224 px lose their class in a 20 %
-  crop; SimCLR's 0.08-0.2 is for object-centred photos).
+- views: crops of at least ``crop_scale`` of the area, 0.5 (not tuned): a 20 % crop of a 64-px scene is a
+  29-px patch that may no longer show the class; SimCLR's 0.08-0.2 is for object-centred photos.
 """
 
 from __future__ import annotations
