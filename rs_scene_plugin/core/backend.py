@@ -140,7 +140,10 @@ class BackendManager:
     def exit_cause(self) -> str:
         """Why the service process ended, for messages: "it was killed (SIGKILL)", "it exited with code 1"."""
         proc = self._proc
-        code = proc.poll() if proc is not None else None
+        try:
+            code = proc.wait(timeout=3) if proc is not None else None  # just killed: not yet reaped
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None:
             return "it no longer answers"
         if code < 0:
