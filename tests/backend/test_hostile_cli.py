@@ -152,3 +152,31 @@ def test_devices_fifos_and_long_names(work: Path) -> None:
     proc = run_main("classify", work / "scene.tif", *S2, "--heatmap", long_name)
     assert proc.returncode == 0, proc.stderr
     assert long_name.exists() and temps(work) == []
+
+
+def test_what_counts_as_an_earlier_output(work: Path) -> None:
+    import numpy as np
+    from conftest import write_raster
+    from rs_scene.io.outputs import is_our_output, remove_stale_temps
+
+    plain = write_raster(work / "plain.tif", np.zeros((1, 8, 8), np.float32))
+    old_heat = write_raster(work / "old_heat.tif", np.zeros((1, 8, 8), np.float32),
+                            descriptions=["Grad-CAM attention (0-1, per tile)"])
+    sqlite = work / "other.gpkg"
+    __import__("sqlite3").connect(sqlite).execute("CREATE TABLE t (x)").connection.commit()
+    assert [is_our_output(p) for p in (plain, old_heat, sqlite, work / "notes.txt", work / "scene.tif")] == [
+        False, True, False, False, False]
+    target = work / "g.gpkg"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live_tmp = work / f".g.gpkg.rs-scene-tmp-{sleeper.pid}-aaaa.gpkg"
+    dead_tmp = work / f".g.gpkg.rs-scene-tmp-{dead.pid}-bbbb.gpkg"
+    for p in (live_tmp, dead_tmp, Path(str(dead_tmp) + "-journal")):
+        p.write_bytes(b"partial")
+    try:
+        assert sorted(remove_stale_temps(target)) == sorted([dead_tmp, Path(str(dead_tmp) + "-journal")])
+        assert live_tmp.exists(), "a live run's temporary file must be left alone"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
