@@ -126,6 +126,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raster=args.raster, model=args.model, out_gpkg=args.out, heatmap=args.heatmap,
         class_raster=args.class_raster, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
         device=args.device, cam=args.cam, cam_class=args.cam_class, extent=_extent(args.extent),
+        heatmap_norm=args.heatmap_norm, heatmap_detail=args.heatmap_detail,
         mask=args.mask, min_valid=args.min_valid, input_scale=args.input_scale, gsd=_gsd(args.gsd),
         nodata=args.nodata,
         edge=args.edge, batch_size=args.batch_size, runtime=args.runtime, threads=args.threads,
@@ -236,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default; it overlaps its neighbour), pad with nodata (biases the class), or drop")
     p.add_argument("--cam", default="gradcam", help="CAM method: gradcam, gradcam++, xgradcam, hirescam, ...")
     p.add_argument("--cam-class", help="heatmap for this class instead of each tile's prediction")
+    p.add_argument("--heatmap-norm", choices=("run", "tile"), default="run",
+                   help="run: one scale for the whole run, weak evidence stays dim (default); tile: each "
+                        "tile's map min-max on its own")
+    p.add_argument("--heatmap-detail", choices=("fine", "coarse"), default="fine",
+                   help="fine: Grad-CAM on the twice-denser grid (8x8 cells per 128-px input; default); "
+                        "coarse: the last layer's grid, cheaper")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",

@@ -71,7 +71,7 @@ def calibrate(raster: str, model: str, heatmap: bool, plan: Any, transform: Any,
     where = raster if gdal_virtual(raster) else str(Path(raster).resolve())
     key = (str(resolve_model(model).resolve()), where, heatmap,
            *(params.get(k) for k in ("device", "runtime", "threads", "streams", "batch_size", "cam",
-                                     "tile_size", "stride", "gsd")))
+                                     "heatmap_detail", "heatmap_norm", "tile_size", "stride", "gsd")))
     if key in _CACHE:
         return _CACHE[key]
     with tempfile.TemporaryDirectory(prefix="rs-scene-eta-") as tmp:

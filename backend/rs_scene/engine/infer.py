@@ -52,6 +52,8 @@ class ClassifyParams:
     device: str = "auto"
     cam: str = "gradcam"
     cam_class: str | None = None
+    heatmap_detail: str = "fine"  # fine: closed-form Grad-CAM on the twice-denser grid (explain/dense.py)
+    heatmap_norm: str = "run"  # run: one scale for the whole run; tile: each tile's map min-max on its own
     extent: tuple[float, float, float, float] | None = None
     mask: str | None = None
     min_valid: float = 0.5
@@ -163,24 +165,31 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 multi = card.task == "multi-label"
                 writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, multi)
             if params.heatmap:
-                writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src_y)
-                cam = CamRunner(model, params.cam, (len(card.bands), card.input_size, card.input_size))
+                cam = CamRunner(model, params.cam, (len(card.bands), card.input_size, card.input_size),
+                                params.heatmap_detail, params.heatmap_norm)
+                writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src_y,
+                                                   params.heatmap_norm)
             if params.class_raster:
                 cells = (plan.stride_src, plan.stride_src_y), (plan.tile_src, plan.tile_src_y)
                 writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
                                                        card.classes)
             # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
             runtime = params.runtime if cam is None or cam.fast else "torch"
-            runner = make_runner(runtime, model, card, model_path, device, params.threads, params.streams)
+            net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
+            runner = make_runner(runtime, net, card, model_path, device, params.threads, params.streams,
+                                 variant="dense" if variant == "fine" else "")
             with small_ops_single_threaded(runner):
                 result = _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
             result.runtime = runner.name
             record = _run_record(params, card, model_path, plan, result)
+            heat_tags = None
             if cam is not None:  # where the maps were read to put their cells on their receptive fields
                 (gy, oy), (gx, ox) = cam.alignment((card.input_size, card.input_size))
                 record["heatmap_alignment"] = {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]}
+                heat_tags = heatmap_tags(cam, card, plan)
+                record["heatmap"] = heat_tags
             for key, w in writers.items():
-                w.commit(record) if key == "grid" else w.commit()
+                w.commit(*{"grid": (record,), "heatmap": (heat_tags,)}.get(key, ()))
         except BaseException:
             for w in writers.values():
                 w.abort()
@@ -194,6 +203,20 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                                          ("classes", params.class_raster)) if v}
     result.model = card.name
     return result
+
+
+def heatmap_tags(cam: CamRunner, card: ModelCard, plan: TilePlan) -> dict[str, Any]:
+    """What the heatmap holds, for its GeoTIFF metadata and the run record."""
+    size = (card.input_size, card.input_size)
+    with torch.inference_mode():
+        p = next(cam.net.parameters())
+        x = torch.zeros(1, len(card.bands), *size, dtype=p.dtype, device=p.device)
+        grid = cam.net.forward_features(x)
+    return {"HEATMAP_METHOD": cam.method, "HEATMAP_DETAIL": cam.detail,
+            "HEATMAP_CELLS_PER_TILE": f"{grid.shape[-2]}x{grid.shape[-1]}",
+            "HEATMAP_TILE_PX": f"{plan.tile_src}x{plan.tile_src_y}", "HEATMAP_NORMALISATION": cam.norm,
+            "HEATMAP_UNITS": ("class-logit evidence per cell" if cam.norm == "run" and cam.fast else
+                              "map times class score" if cam.norm == "run" else "per-tile min-max")}
 
 
 def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:

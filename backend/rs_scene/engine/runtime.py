@@ -130,10 +130,13 @@ class OnnxRunner:
     name = "onnx"
 
     def __init__(self, model: nn.Module, card: ModelCard, model_path: Path, threads: int | None = None,
-                 streams: int | None = None) -> None:
+                 streams: int | None = None, variant: str = "") -> None:
+        """``variant`` names a network other than the model file's own (the heatmap's dense copy): it gets
+        its own export in the cache."""
         import onnxruntime as ort
 
-        path = onnx_cache_dir() / f"{file_sha256(model_path)[:20]}-{card.input_size}.onnx"
+        suffix = f"-{variant}" if variant else ""
+        path = onnx_cache_dir() / f"{file_sha256(model_path)[:20]}-{card.input_size}{suffix}.onnx"
         if path.exists():
             try:
                 os.utime(path)  # most recently used: the cache keeps it
@@ -172,7 +175,7 @@ def onnx_available() -> bool:
 
 
 def make_runner(runtime: str, model: nn.Module, card: ModelCard, model_path: Path, device: torch.device,
-                threads: int | None = None, streams: int | None = None) -> Runner:
+                threads: int | None = None, streams: int | None = None, variant: str = "") -> Runner:
     """The runner for ``runtime``: ``auto`` = ONNX Runtime on CPU when installed, else PyTorch."""
     if runtime not in RUNTIMES:
         raise RSSceneError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
@@ -182,7 +185,7 @@ def make_runner(runtime: str, model: nn.Module, card: ModelCard, model_path: Pat
         raise RSSceneError("runtime 'onnx' needs onnx and onnxruntime: pip install onnx onnxruntime")
     if runtime == "onnx" or (runtime == "auto" and device.type == "cpu" and onnx_available()):
         try:
-            return OnnxRunner(model, card, model_path, threads, streams)
+            return OnnxRunner(model, card, model_path, threads, streams, variant)
         except Exception as exc:  # export or session errors come in many types
             if runtime == "onnx":
                 raise RSSceneError(f"ONNX Runtime could not run {model_path}: {exc}") from exc

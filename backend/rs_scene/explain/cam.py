@@ -17,6 +17,7 @@ networks. Maps are shifted back there before they are mosaicked.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import RSSceneError
+from .dense import densify
 
 CAM_METHODS: dict[str, Any] = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
@@ -157,51 +159,83 @@ def supports_fast_gradcam(model: nn.Module) -> bool:
             and isinstance(getattr(model, "head", None), nn.Linear))
 
 
+DETAILS = ("fine", "coarse")  # fine: the dense (stride-16) grid of explain/dense.py; coarse: the last layer's
+NORMS = ("run", "tile")  # run: one scale for the whole run (class evidence); tile: each map min-max alone
+Target = int | Sequence[int] | None  # one class for all, one per tile, or each tile's prediction
+
+
+def evidence_from_features(feats: torch.Tensor, head_weight: torch.Tensor, classes: torch.Tensor,
+                           size: tuple[int, int]) -> torch.Tensor:
+    """Each cell's contribution to the class logit, ``ReLU(sum_k W[c,k] A_k(i,j))`` (logit units: the logit
+    less the bias is their mean over the cells), resized bilinearly to ``size``: comparable across tiles."""
+    cam = torch.relu(torch.einsum("bc,bchw->bhw", head_weight.float()[classes], feats.float()))
+    return F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 class CamRunner:
-    """``run(x, target) -> (logits, maps)``; ``target`` None = each tile's predicted class (or top score)."""
+    """``run(x, target) -> (logits, maps)``; ``target`` None = each tile's predicted class (or top score).
+
+    Maps are at the network input's pixels. ``norm`` 'tile': each in [0, 1] on its own (pytorch-grad-cam's
+    scaling); 'run': on one scale for all tiles, so weak evidence stays dim: closed-form Grad-CAM gives each
+    cell's logit evidence (:func:`evidence_from_features`), other methods their [0, 1] map times the tile's
+    score for the class. ``detail`` 'fine' runs closed-form Grad-CAM on the twice-denser grid of
+    :func:`~rs_scene.explain.dense.densify` where the network allows it (``self.detail`` says what ran)."""
 
     def __init__(self, model: nn.Module, method: str = "gradcam",
-                 input_shape: tuple[int, int, int] | None = None) -> None:
+                 input_shape: tuple[int, int, int] | None = None, detail: str = "coarse",
+                 norm: str = "tile") -> None:
         """``input_shape`` (bands, height, width) of the batches to come: their maps' alignment is measured
         here, before any batch runs (it hooks the model for one forward pass)."""
         if method not in CAM_METHODS:
             raise RSSceneError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}")
-        self.model, self.method = model, method
+        for name, value, allowed in (("detail", detail, DETAILS), ("norm", norm, NORMS)):
+            if value not in allowed:
+                raise RSSceneError(f"unknown heatmap {name} '{value}'; choose one of {', '.join(allowed)}")
+        self.model, self.method, self.norm = model, method, norm
+        self.fast = method == "gradcam" and supports_fast_gradcam(model)
+        self.net, self.detail = model, "coarse"  # the network the maps come from
+        if detail == "fine" and self.fast and input_shape is not None:
+            dense = densify(model, input_shape[0], input_shape[1:])
+            if dense is not None:
+                self.net, self.detail = dense, "fine"
         self._align: dict[tuple[int, int], Alignment] = {}
-        layer = getattr(model, "cam_layer", None)
+        layer = getattr(self.net, "cam_layer", None)
         if input_shape is not None and layer is not None:
             c, h, w = input_shape
-            self._align[(h, w)] = cam_alignment(model, layer, c, (h, w))
-        self.fast = method == "gradcam" and supports_fast_gradcam(model)
+            self._align[(h, w)] = cam_alignment(self.net, layer, c, (h, w))
         self.cam = None
         if not self.fast:
-            layer = getattr(model, "cam_layer", None)
             if layer is None:
                 raise RSSceneError(f"model {type(model).__name__} names no layer for {method}")
             self.cam = CAM_METHODS[method](model=model, target_layers=[layer])
 
-    def run(self, x: torch.Tensor, target: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    def run(self, x: torch.Tensor, target: Target = None) -> tuple[torch.Tensor, np.ndarray]:
         size = (x.shape[-2], x.shape[-1])
         if self.fast:
             with torch.inference_mode():
-                feats = self.model.forward_features(x)
-                logits = self.model.forward_head(feats)
+                feats = self.net.forward_features(x)
+                logits = self.net.forward_head(feats)
             return logits, self.maps_from_features(feats, logits, target, size)
         with torch.inference_mode():
             logits = self.model(x)
-        classes = logits.argmax(1).tolist() if target is None else [target] * len(x)
-        maps = self.cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
-        return logits, np.asarray(maps, dtype=np.float32)
+        classes = _classes(logits, target)
+        maps = np.asarray(self.cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes]),
+                          dtype=np.float32)
+        if self.norm == "run":
+            maps *= logits.float().softmax(1).gather(1, classes[:, None]).cpu().numpy()[:, :, None]
+        return logits, maps
 
-    def maps_from_features(self, feats: torch.Tensor, logits: torch.Tensor, target: int | None,
+    def maps_from_features(self, feats: torch.Tensor, logits: torch.Tensor, target: Target,
                            size: tuple[int, int]) -> np.ndarray:
-        """Fast-path maps from a forward pass that ran elsewhere (another runtime, e.g. ONNX Runtime)."""
+        """Fast-path maps from a forward pass that ran elsewhere (another runtime, e.g. ONNX Runtime) on
+        :attr:`net`: its features and logits."""
         if not self.fast:
             raise RSSceneError(f"CAM method {self.method} needs the PyTorch model, not precomputed features")
         with torch.inference_mode():
-            classes = logits.argmax(1) if target is None else torch.full_like(logits[:, 0], target).long()
+            classes = _classes(logits, target).to(feats.device)
             weight = self.model.head.weight.to(feats.device)
-            return gradcam_from_features(feats, weight, classes.to(feats.device), size).cpu().numpy()
+            fn = evidence_from_features if self.norm == "run" else gradcam_from_features
+            return fn(feats, weight, classes, size).cpu().numpy()
 
     def alignment(self, size: tuple[int, int]) -> Alignment:
         """:func:`cam_alignment` of the CAM layer for inputs of ``size``, as measured at construction;
@@ -211,3 +245,11 @@ class CamRunner:
     def close(self) -> None:
         if self.cam is not None:
             self.cam.activations_and_grads.release()
+
+
+def _classes(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    if target is None:
+        return logits.argmax(1)
+    if isinstance(target, int):
+        return torch.full((len(logits),), target, dtype=torch.long, device=logits.device)
+    return torch.as_tensor(list(target), dtype=torch.long, device=logits.device)

@@ -157,16 +157,25 @@ class HeatmapWriter:
     touch them (tiles arrive in row-major order), so memory does not grow with the raster's height.
     Overlaps are averaged; pixels no classified tile covered are nodata."""
 
-    def __init__(self, target: str, profile_src: Any, area: tuple[int, int, int, int], band_h: int) -> None:
+    def __init__(self, target: str, profile_src: Any, area: tuple[int, int, int, int], band_h: int,
+                 norm: str = "tile") -> None:
+        """``norm`` 'tile': the maps come in [0, 1] each and are written as they are; 'run': they share one
+        scale, and the mosaic is divided by its largest value at the end (streamed to an uncompressed
+        temporary file, compressed into the target on commit)."""
         self.path = AtomicPath(target)
+        self.norm, self.peak = norm, 0.0
+        self.raw = AtomicPath(target) if norm == "run" else None
         self.x0, self.y0, self.w, self.h = area
         transform = profile_src.transform @ Affine.translation(self.x0, self.y0)
-        self.dst = rasterio.open(
-            self.path.tmp, "w", driver="GTiff", width=self.w, height=self.h, count=1, dtype="float32",
-            crs=profile_src.crs, transform=transform, nodata=HEAT_NODATA, tiled=True, blockxsize=256,
-            blockysize=256, compress="deflate", predictor=3, BIGTIFF="IF_SAFER")
-        self.dst.set_band_description(1, "Grad-CAM attention (0-1, per tile)")
-        self.dst.update_tags(**{OUTPUT_TAG: "heatmap"})  # marks it as ours: a later run may replace it
+        self.profile = {"driver": "GTiff", "width": self.w, "height": self.h, "count": 1, "dtype": "float32",
+                        "crs": profile_src.crs, "transform": transform, "nodata": HEAT_NODATA, "tiled": True,
+                        "blockxsize": 256, "blockysize": 256, "compress": "deflate", "predictor": 3,
+                        "BIGTIFF": "IF_SAFER"}
+        if self.raw is None:
+            self.dst = rasterio.open(self.path.tmp, "w", **self.profile)
+        else:
+            raw = {k: v for k, v in self.profile.items() if k not in ("compress", "predictor")}
+            self.dst = rasterio.open(self.raw.tmp, "w", **raw)
         self.buf_y = 0  # raster row (relative to the area) of the buffer's first row
         self.rows = band_h * 2
         self.acc = np.zeros((self.rows, self.w), dtype=np.float32)
@@ -206,6 +215,8 @@ class HeatmapWriter:
         out = np.full((n, self.w), HEAT_NODATA, dtype=np.float32)
         part = self.cnt[:n_buf] > 0
         out[:n_buf][part] = self.acc[:n_buf][part] / self.cnt[:n_buf][part]
+        if part.any():
+            self.peak = max(self.peak, float(out[:n_buf][part].max()))
         self.dst.write(out, 1, window=rasterio.windows.Window(0, self.buf_y, self.w, n))
         self.acc = np.roll(self.acc, -n_buf, axis=0)
         self.cnt = np.roll(self.cnt, -n_buf, axis=0)
@@ -213,15 +224,43 @@ class HeatmapWriter:
         self.cnt[-n_buf:] = 0
         self.buf_y = y
 
-    def commit(self) -> None:
+    def commit(self, tags: dict[str, Any] | None = None) -> None:
+        """Finish the file; ``tags`` (what the heat means: method, grid, ...) go into its metadata along with
+        the normalisation and, for 'run', the scale the mosaic was divided by."""
         self._flush_until(self.h)
-        self.dst.close()
+        scale = self.peak if self.norm == "run" and self.peak > 0 else 1.0
+        meta = {OUTPUT_TAG: "heatmap", "HEATMAP_NORMALISATION": self.norm, **(tags or {})}
+        if self.norm == "run":
+            meta["HEATMAP_RUN_SCALE"] = repr(scale)
+        desc = ("attention (0-1, one scale for the whole run: 1 = the run's strongest evidence)"
+                if self.norm == "run" else "attention (0-1, each tile min-max on its own)")
+        if self.raw is None:
+            self._describe(self.dst, desc, meta)
+            self.dst.close()
+        else:
+            self.dst.close()
+            with rasterio.open(self.raw.tmp) as src, \
+                    rasterio.open(self.path.tmp, "w", NUM_THREADS="ALL_CPUS", **self.profile) as dst:
+                for y in range(0, self.h, 1024):
+                    win = rasterio.windows.Window(0, y, self.w, min(1024, self.h - y))
+                    a = src.read(1, window=win)
+                    a[a != HEAT_NODATA] /= scale
+                    dst.write(a, 1, window=win)
+                self._describe(dst, desc, meta)
+            self.raw.abort()
         self.path.commit()
+
+    @staticmethod
+    def _describe(dst: Any, desc: str, meta: dict[str, Any]) -> None:
+        dst.set_band_description(1, desc)
+        dst.update_tags(**{k: str(v) for k, v in meta.items()})
 
     def abort(self) -> None:
         if not self.dst.closed:
             self.dst.close()
         self.path.abort()
+        if self.raw is not None:
+            self.raw.abort()
 
 
 class ClassRasterWriter:

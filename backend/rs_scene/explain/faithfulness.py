@@ -1,0 +1,215 @@
+"""How faithful a heatmap is, measured on real images (``make bench-explain``).
+
+- Pasted patch: a square cut from an image of one class pasted at a random place into an image of another,
+  the map drawn for the pasted class. Reported: how often the map's peak falls inside the patch (chance: the
+  patch's share of the tile) and the mean heat inside minus outside (each map min-max scaled first).
+- Deletion / insertion (Petsiuk et al. 2018, RISE): the tile's pixels replaced by a blurred copy of the
+  tile, the most-heated first, in equal steps; the score of the class explained falls (deletion; lower area
+  under the curve is better) or comes back (insertion; higher is better) faster than for the same pixels in
+  a random order if the map ranks them by what the model used. Two random orders: random pixels, and the
+  order of another tile's map (random regions of the same shape: scattered pixels blur all of a tile's
+  texture at once, which a connected region does not, so they are the harder baseline for deletion). A
+  blurred copy, not zeros, as the replacement: zeros make an out-of-distribution edge wherever they are put.
+- Position bias: the median Pearson correlation of each tile's map with the mean map of all tiles; a map that
+  mostly shows where a tile's centre is correlates near 1 whatever the tile holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..card import ModelCard
+from ..engine.evaluate import preprocess
+from .cam import CamRunner, Target, resample_maps
+
+# value-scaled tiles (N, C, h, w) and a target -> scores (N, classes) and maps (N, h, w) at the tiles' pixels
+Explainer = Callable[[np.ndarray, Target], tuple[np.ndarray, np.ndarray]]
+
+
+def explainer(card: ModelCard, model: torch.nn.Module, method: str = "gradcam", detail: str = "fine",
+              norm: str = "tile", batch: int = 16) -> tuple[Explainer, CamRunner]:
+    """The heatmap as ``classify`` draws it (same maps, same placement on the tile), for tiles in memory."""
+    size = (card.input_size, card.input_size)
+    runner = CamRunner(model, method, (len(card.bands), *size), detail, norm)
+
+    def run(tiles: np.ndarray, target: Target = None) -> tuple[np.ndarray, np.ndarray]:
+        probs, maps = [], []
+        for i in range(0, len(tiles), batch):
+            x = preprocess(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch])), card)
+            t = target if target is None or isinstance(target, int) else list(target)[i : i + batch]
+            logits, m = runner.run(x, t)
+            probs.append(logits.detach().float().softmax(1).cpu().numpy())
+            maps.append(resample_maps(m, tiles.shape[-2:], runner.alignment(size)))
+        return np.concatenate(probs), np.concatenate(maps)
+
+    return run, runner
+
+
+def predictor(card: ModelCard, logits: Callable[[torch.Tensor], torch.Tensor],
+              batch: int = 64) -> Callable[[np.ndarray], np.ndarray]:
+    """Scores (N, classes) of value-scaled tiles; ``logits`` runs the model (a runtime's ``logits``)."""
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(tiles), batch):
+                x = preprocess(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch])), card)
+                out.append(logits(x).float().softmax(1).numpy())
+        return np.concatenate(out)
+
+    return run
+
+
+def _minmax(maps: np.ndarray) -> np.ndarray:
+    lo = maps.min((1, 2), keepdims=True)
+    return (maps - lo) / np.maximum(maps.max((1, 2), keepdims=True) - lo, 1e-7)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p, d = k / n, 1 + z * z / n
+    c, h = (p + z * z / (2 * n)) / d, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (round(float(c - h), 4), round(float(c + h), 4))
+
+
+def paste_set(images: Sequence[np.ndarray], labels: Sequence[int], n: int, patch: int,
+              seed: int = 0) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
+    """``n`` pastes: tiles, the pasted class of each and the patch's top-left (y, x). Base and source are
+    images of two different classes drawn at random, the patch cut and pasted at random places."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    tiles, targets, boxes = [], [], []
+    for _ in range(n):
+        b = int(rng.integers(len(images)))
+        s = int(rng.choice(np.flatnonzero(labels != labels[b])))
+        base, src = images[b].copy(), images[s]
+        h, w = base.shape[-2:]
+        sy, sx = rng.integers(0, src.shape[-2] - patch + 1), rng.integers(0, src.shape[-1] - patch + 1)
+        y, x = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+        base[:, y : y + patch, x : x + patch] = src[:, sy : sy + patch, sx : sx + patch]
+        tiles.append(base)
+        targets.append(int(labels[s]))
+        boxes.append((y, x))
+    return np.stack(tiles), targets, boxes
+
+
+def pasted_patch(explain: Explainer, tiles: np.ndarray, targets: list[int], boxes: list[tuple[int, int]],
+                 patch: int) -> dict[str, Any]:
+    _, maps = explain(tiles, targets)
+    h, w = maps.shape[-2:]
+    inside, contrast = 0, []
+    for m, (y, x), s in zip(maps, boxes, _minmax(maps), strict=True):
+        i, j = np.unravel_index(int(np.argmax(m)), m.shape)
+        inside += int(y <= i < y + patch and x <= j < x + patch)
+        box = s[y : y + patch, x : x + patch]
+        contrast.append(box.mean() - (s.sum() - box.sum()) / (h * w - patch * patch))
+    n = len(boxes)
+    return {"pastes": n, "patch_px": patch, "peak_inside": round(inside / n, 4),
+            "peak_inside_ci95": wilson(inside, n), "chance": round(patch * patch / (h * w), 4),
+            "contrast": round(float(np.mean(contrast)), 4),
+            "contrast_ci95_half": round(float(1.96 * np.std(contrast) / np.sqrt(n)), 4)}
+
+
+def _blur(tiles: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h = tiles.shape[-1]
+    sigma = max(h / 8, 1.0)
+    flat = tiles.reshape(-1, *tiles.shape[-2:]).astype(np.float32)
+    out = np.stack([cv2.GaussianBlur(p, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) for p in flat])
+    return out.reshape(tiles.shape)
+
+
+def _curves(predict: Callable[[np.ndarray], np.ndarray], tiles: np.ndarray, base: np.ndarray,
+            order: np.ndarray, classes: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Score of ``classes`` after replacing the first k/steps of ``order`` (deletion) or after putting them
+    back into the blurred tile (insertion), k = 0..steps; (N, steps + 1) each."""
+    n, hw = order.shape
+    dele, ins = np.empty((n, steps + 1)), np.empty((n, steps + 1))
+    for k in range(steps + 1):
+        first = np.zeros((n, hw), dtype=bool)
+        np.put_along_axis(first, order[:, : round(k * hw / steps)], True, axis=1)
+        m = first.reshape(n, 1, *tiles.shape[-2:])
+        both = np.concatenate([np.where(m, base, tiles), np.where(m, tiles, base)])
+        p = predict(both)[np.arange(2 * n), np.tile(classes, 2)]
+        dele[:, k], ins[:, k] = p[:n], p[n:]
+    return dele, ins
+
+
+def deletion_insertion(explain: Explainer, predict: Callable[[np.ndarray], np.ndarray], tiles: np.ndarray,
+                       steps: int = 10, randoms: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Areas under the deletion and insertion curves of the maps' order and of random orders (mean over
+    ``randoms``), for each tile's predicted class; ``deletion_better`` is the share of tiles whose map-order
+    deletion area is below its random-order area."""
+    rng = np.random.default_rng(seed)
+    probs, maps = explain(tiles, None)
+    classes = probs.argmax(1)
+    n = len(tiles)
+    flat = maps.reshape(n, -1)
+    jitter = rng.random(flat.shape) * 1e-6 * (np.abs(flat).max() + 1e-12)  # ties (flat maps): no fixed order
+    base = _blur(tiles)
+    auc = {}
+    d, i = _curves(predict, tiles, base, np.argsort(-(flat + jitter), axis=1), classes, steps)
+    auc["map"] = (np.trapezoid(d, axis=1) / steps, np.trapezoid(i, axis=1) / steps)
+    rd, ri = [], []
+    for _ in range(randoms):
+        order = np.argsort(rng.random(flat.shape), axis=1)
+        d, i = _curves(predict, tiles, base, order, classes, steps)
+        rd.append(np.trapezoid(d, axis=1) / steps)
+        ri.append(np.trapezoid(i, axis=1) / steps)
+    r_del, r_ins = np.mean(rd, 0), np.mean(ri, 0)
+    # random pixels spread the replacement over the whole tile, a map's order removes connected regions:
+    # another tile's map gives random regions of the same shape (the fairer baseline)
+    sd, si = [], []
+    for r in range(1, min(randoms, n - 1) + 1):
+        other = np.roll(flat + jitter, r, axis=0)
+        d, i = _curves(predict, tiles, base, np.argsort(-other, axis=1), classes, steps)
+        sd.append(np.trapezoid(d, axis=1) / steps)
+        si.append(np.trapezoid(i, axis=1) / steps)
+    s_del = np.mean(sd, 0) if sd else r_del
+    return {"tiles": n, "steps": steps, "deletion_auc": round(float(auc["map"][0].mean()), 4),
+            "deletion_auc_random": round(float(r_del.mean()), 4),
+            "deletion_auc_other_map": round(float(s_del.mean()), 4),
+            "insertion_auc_other_map": round(float(np.mean(si, 0).mean() if si else r_ins.mean()), 4),
+            "deletion_better_than_other_map": round(float((auc["map"][0] < s_del).mean()), 4),
+            "insertion_auc": round(float(auc["map"][1].mean()), 4),
+            "insertion_auc_random": round(float(r_ins.mean()), 4),
+            "deletion_better": round(float((auc["map"][0] < r_del).mean()), 4)}
+
+
+def position_bias(maps: np.ndarray) -> dict[str, Any]:
+    """Median correlation of each map with the mean map, and the largest share of maps peaking on one
+    pixel. Constant maps (no heat anywhere) have no correlation and are left out of the median."""
+    mean = maps.mean(0).ravel()
+    mean = mean - mean.mean()
+    corr, peaks = [], {}
+    for m in maps:
+        v = m.ravel() - m.mean()
+        den = np.linalg.norm(v) * np.linalg.norm(mean)
+        if den > 0:
+            corr.append(float(v @ mean / den))
+        p = int(np.argmax(m))
+        peaks[p] = peaks.get(p, 0) + 1
+    return {"tiles": len(maps), "median_corr": round(float(np.median(corr)), 4) if corr else None,
+            "same_peak_share": round(max(peaks.values()) / len(maps), 4)}
+
+
+def seam_ratio(heat: np.ndarray, valid: np.ndarray, tile: int) -> float:
+    """Mean absolute step between neighbouring pixels across tile borders over that within tiles (both
+    axes): 1 where the mosaic is as smooth across borders as inside tiles."""
+    across, within = [], []
+    for h, v in ((heat, valid), (heat.T, valid.T)):
+        step = np.abs(np.diff(h, axis=1))
+        ok = v[:, 1:] & v[:, :-1]
+        border = np.zeros(step.shape[1], dtype=bool)
+        border[tile - 1 :: tile] = True
+        across.append(step[:, border][ok[:, border]])
+        within.append(step[:, ~border][ok[:, ~border]])
+    a, w = np.concatenate(across), np.concatenate(within)
+    return round(float(a.mean() / max(w.mean(), 1e-12)), 3)

@@ -1,0 +1,164 @@
+"""``make bench-explain``: how faithful each CAM method's heatmap is, on the two shipped models and real
+images from ../shared/data (fixed seeds). Writes JSON and a Markdown table
+(see rs_scene.explain.faithfulness).
+
+Per model and method: pasted patch (peak inside, contrast), deletion / insertion against random orders, and
+position bias: sentinel2-eurosat over the whole tiles of the demo scene as ``classify`` writes its heatmap
+(and how smooth that mosaic is across tile borders), aerial-rgb over UC Merced's held-out images. Slow
+methods (Score-CAM: one forward pass per feature channel) run on fewer images; each row gives its sizes.
+
+    python backend/scripts/bench_explain.py --out out/bench-explain [--models sentinel2-eurosat] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+
+from rs_scene.data.datasets import heldout_indices, open_dataset
+from rs_scene.engine.infer import ClassifyParams, classify_raster, load_model
+from rs_scene.engine.runtime import make_runner
+from rs_scene.explain import faithfulness as fa
+from rs_scene.explain.cam import CAM_METHODS
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SCENE = SHARED / "scenes" / "sentinel2_aberystwyth_20210527_10band.tif"
+S2_BANDS = "B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12"
+MODELS = {"sentinel2-eurosat": {"data": "eurosat_ms", "patch": 24},
+          "aerial-rgb": {"data": "ucmerced", "patch": 96}}
+SLOW = {"scorecam": 0.05}  # share of the sizes the slow methods run on
+# (method, detail, norm) rows: the default first, then the cheaper grid, then every other CLI method
+ROWS = [("gradcam", "fine", "run"), ("gradcam", "coarse", "run")] + [
+    (m, "fine", "run") for m in CAM_METHODS if m != "gradcam"]
+
+
+def _scene_maps(model: str, method: str, detail: str, norm: str, limit: int | None) -> dict[str, Any]:
+    """Classify the demo scene with its heatmap; the maps of its whole, fully valid tiles."""
+    tiles = 64
+    with tempfile.TemporaryDirectory() as tmp:
+        heat = str(Path(tmp) / "h.tif")
+        extent = None
+        with rasterio.open(SCENE) as ds:
+            if limit:  # a square of about ``limit`` tiles from the top left
+                k = max(int(np.sqrt(limit)), 2)
+                x0, y0 = ds.transform * (0, 0)
+                x1, y1 = ds.transform * (k * tiles, k * tiles)
+                extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        classify_raster(ClassifyParams(raster=str(SCENE), model=model, heatmap=heat, bands=S2_BANDS,
+                                       input_scale=1000, cam=method, heatmap_detail=detail, heatmap_norm=norm,
+                                       extent=extent, edge="pad"))
+        with rasterio.open(heat) as h:
+            arr = h.read(1)
+            valid = arr != h.nodata
+    maps = [arr[r : r + tiles, c : c + tiles] for r in range(0, arr.shape[0] - tiles + 1, tiles)
+            for c in range(0, arr.shape[1] - tiles + 1, tiles)
+            if valid[r : r + tiles, c : c + tiles].all()]
+    out = fa.position_bias(np.stack(maps))
+    out["seam_ratio"] = fa.seam_ratio(arr, valid, tiles)
+    return out
+
+
+def _sizes(method: str, sizes: dict[str, int]) -> dict[str, int]:
+    share = SLOW.get(method, 1.0)
+    return {k: max(int(v * share), 4) for k, v in sizes.items()}
+
+
+def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, Any]]:
+    card, model, path = load_model(name, torch.device("cpu"))
+    cfg = MODELS[name]
+    data = open_dataset(SHARED / cfg["data"], bands=card.bands if name != "aerial-rgb" else None)
+    images, labels = data.x.numpy(), data.y.numpy()
+    _, held, _ = heldout_indices(data)
+    predict = fa.predictor(card, make_runner("auto", model, card, path, torch.device("cpu")).logits)
+    rows = []
+    for method, detail, norm in ROWS:
+        sz, t0 = _sizes(method, sizes), time.perf_counter()
+        explain, runner = fa.explainer(card, model, method, detail, norm)
+        rng = np.random.default_rng(seed)
+        tiles, targets, boxes = fa.paste_set(images, labels, sz["pastes"], cfg["patch"], seed)
+        row: dict[str, Any] = {"model": name, "method": method, "detail": runner.detail, "norm": norm,
+                               "cells": None}
+        print(f"{name} {method} {detail} {norm}: pasted patch", file=sys.stderr, flush=True)
+        row["pasted"] = fa.pasted_patch(explain, tiles, targets, boxes, cfg["patch"])
+        pick = rng.choice(len(images), size=min(sz["deletion"], len(images)), replace=False)
+        print("  deletion / insertion", file=sys.stderr, flush=True)
+        row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed)
+        if name == "sentinel2-eurosat":
+            row["position"] = _scene_maps(name, method, detail, norm, sz["scene"] if method in SLOW else None)
+            row["position"]["source"] = "demo scene, whole tiles"
+        else:
+            _, maps = explain(images[held][: sz["scene"]], None)
+            row["position"] = fa.position_bias(maps) | {"source": "UC Merced held-out images"}
+        feat = runner.net.forward_features(torch.zeros(1, len(card.bands), card.input_size, card.input_size))
+        row["cells"] = list(feat.shape[-2:])
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        runner.close()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | method | grid (cells per input) | norm | peak inside patch (95 % CI; chance) | "
+             "contrast | deletion AUC map / random | insertion AUC map / random | position bias (median r) | "
+             "seam ratio | sizes (pastes / deletion tiles / position tiles) |",
+             "|---|---|---|---|---|---:|---|---|---:|---:|---|"]
+    for r in rows:
+        p, d, q = r["pasted"], r["deletion"], r["position"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['detail']} {r['cells'][0]}x{r['cells'][1]} | {r['norm']} | "
+            f"{p['peak_inside']:.2f} ({p['peak_inside_ci95'][0]:.2f}-{p['peak_inside_ci95'][1]:.2f}; "
+            f"{p['chance']:.2f}) | {p['contrast']:.3f} | "
+            f"{d['deletion_auc']:.3f} / {d['deletion_auc_random']:.3f} | "
+            f"{d['insertion_auc']:.3f} / {d['insertion_auc_random']:.3f} | {q['median_corr']} | "
+            f"{q.get('seam_ratio', '-')} | {p['pastes']} / {d['tiles']} / {q['tiles']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out/bench-explain")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--methods", help="only these CAM methods (comma-separated)")
+    ap.add_argument("--rows", help="instead: method:detail:norm rows, e.g. gradcam:fine:tile")
+    ap.add_argument("--pastes", type=int, default=200)
+    ap.add_argument("--deletion", type=int, default=32, help="images in the deletion / insertion test")
+    ap.add_argument("--scene", type=int, default=105, help="aerial-rgb: held-out images for position bias")
+    ap.add_argument("--aerial-share", type=float, default=0.5,
+                    help="aerial-rgb (256-px tiles, 3.5x the compute) runs this share of the sizes")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    sizes = {"pastes": args.pastes, "deletion": args.deletion, "scene": args.scene}
+    if args.quick:
+        sizes = {"pastes": 40, "deletion": 8, "scene": 16}
+    if args.rows:
+        ROWS[:] = [tuple(r.split(":")) for r in args.rows.split(",")]
+    if args.methods:
+        keep = set(args.methods.split(","))
+        ROWS[:] = [r for r in ROWS if r[0] in keep]
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)  # the measurements are of maps, not speed: one thread shares a busy machine best
+    rows = []
+    for name in args.models.split(","):
+        share = args.aerial_share if name == "aerial-rgb" else 1.0
+        rows += bench_model(name, {k: max(int(v * share), 4) for k, v in sizes.items()}, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-explain.json").write_text(json.dumps(rows, indent=1))
+    (out / "bench-explain.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
