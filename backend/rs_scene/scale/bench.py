@@ -88,7 +88,7 @@ def many(rasters: list[Path], work: Path, actors: int, shard_tiles: int, heat: l
     t_first = min(e["t"] for e in events if e["event"] == "planned")
     span = max(e["t"] for e in events if e["event"] == "done") - t_first
     shards = [e for e in events if e["event"] == "shard"]
-    tiles = json.loads(m["stdout"])["tiles"]
+    tiles = sum(e["result"]["tiles_total"] for e in events if e["event"] == "done")  # stdout has Ray's notes
     return {"mode": f"classify-many, {actors} actor(s), --shard-tiles {shard_tiles}", "actors": actors,
             "shards": len(shards), "tiles": tiles, "wall_s": m["wall_s"], "work_s": round(span, 2),
             "peak_pss_mb": m["peak_pss_mb"]}
