@@ -10,6 +10,7 @@ from .backend import BackendManager
 from .client import BackendError, BackendUnreachable, JobCancelled
 
 Progress = Callable[[dict[str, Any]], None]
+UNANSWERED_POLLS = 3  # polls in a row a live service may miss before the job counts as lost
 
 
 def percent(job: dict[str, Any]) -> float:
@@ -21,14 +22,19 @@ def run_job(manager: BackendManager, kind: str, body: dict[str, Any], on_update:
     """The job's result dict. Raises BackendError (failed, service gone) or JobCancelled."""
     client = manager.client()
     job = client.submit(kind, body)
-    cancel_sent = False
+    cancel_sent, misses = False, 0
     while True:
         if is_canceled() and not cancel_sent:
             client.cancel(job["id"])
             cancel_sent = True
         try:
             job = client.job(job["id"])
+            misses = 0
         except BackendUnreachable as exc:
+            misses += 1
+            if misses < UNANSWERED_POLLS and manager.is_running():  # alive but slow (a loaded machine)
+                time.sleep(1.0)
+                continue
             lost = "no model was written" if kind == "train" else "nothing was added"
             raise BackendError(f"The RS Scene service stopped during the job ({manager.exit_cause()}); {lost}. "
                                "It is restarted on the next run.\n"
