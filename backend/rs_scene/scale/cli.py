@@ -23,7 +23,8 @@ def cmd_classify_many(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise RSSceneError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    same = {k: getattr(args, k) for k in ("min_valid", "edge", "batch_size") if getattr(args, k) is not None}
+    names = ("min_valid", "edge", "batch_size", "heatmap_norm", "heatmap_detail")
+    same = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     params = ClassifyParams(  # classify's defaults where not given, so both cut and read the same tiles
         raster="", model=args.model, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
         device=args.device, cam=args.cam, cam_class=args.cam_class, input_scale=args.input_scale,
@@ -68,6 +69,8 @@ def _classify_options(p: Any) -> None:
     p.add_argument("--edge", choices=["pad", "shift", "drop"], help="partial edge tiles (as classify's)")
     p.add_argument("--cam", default="gradcam", help="CAM method for --heatmaps")
     p.add_argument("--cam-class", help="heatmaps for this class instead of each tile's prediction")
+    p.add_argument("--heatmap-norm", choices=("run", "tile"), help="as classify's (default: run)")
+    p.add_argument("--heatmap-detail", choices=("fine", "coarse"), help="as classify's (default: fine)")
     p.add_argument("--device", default="auto", help="auto (a GPU per actor where there are GPUs) or cpu")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--batch-size", type=int, help="tiles per batch (as classify; at least 128 on GPUs)")
