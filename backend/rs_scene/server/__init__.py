@@ -112,9 +112,6 @@ def serve(args: argparse.Namespace) -> int:
         service.jobs.stop()
         threading.Thread(target=service.shutdown, daemon=True).start()
 
-    # torch and the method registry load in the background now, not in the first request that needs them
-    threading.Thread(target=__import__, args=("rs_scene.methods",), name="rs-scene-warm-up",
-                     daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if args.parent_pid:
