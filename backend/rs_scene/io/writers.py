@@ -102,7 +102,7 @@ class GridWriter:
         """QGIS reads a GeoPackage layer's default style from ``layer_styles``; the run record goes into the
         standard ``gpkg_metadata`` tables, referenced from the layer."""
         qml = categorized_qml(self.STYLE_FIELD, self.classes, SKIPPED)
-        # GeoPackage DATETIME with milliseconds: without them GDAL warns "Non-conformant content" on every load
+        # GeoPackage DATETIME with milliseconds: without them GDAL warns "Non-conformant content" per load
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         con = sqlite3.connect(self.path.tmp)
         try:
