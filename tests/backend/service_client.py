@@ -59,26 +59,14 @@ class Service:
         raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
 
 
-def start_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Start ``rs-scene serve`` in a subprocess; yield a client; shut it down and check it cleaned up."""
-    tmp = tmp_path_factory.mktemp("service")
+def launch(tmp: Path, *extra: str) -> Service:
+    """Start ``rs-scene serve`` (with ``extra`` flags) in a subprocess writing under ``tmp``; wait for its info file."""
+    tmp.mkdir(parents=True, exist_ok=True)
     info_file, log = tmp / "run" / "service.json", tmp / "service.log"
     env = {**os.environ, "RS_SCENE_MODELS": str(tmp / "models")}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rs_scene.server",
-                "--info-file",
-                str(info_file),
-                "--device",
-                "cpu",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "rs_scene.server", "--info-file", str(info_file),
+                                 "--device", "cpu", *extra], stdout=out, stderr=subprocess.STDOUT, env=env)
     t0 = time.time()
     while not info_file.exists():
         assert proc.poll() is None, log.read_text()
@@ -86,6 +74,13 @@ def start_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
         time.sleep(0.1)
     svc = Service(json.loads(info_file.read_text()), proc, log)
     svc.info_file = info_file
+    return svc
+
+
+def start_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Start ``rs-scene serve`` in a subprocess; yield a client; shut it down and check it cleaned up."""
+    svc = launch(tmp_path_factory.mktemp("service"))
+    proc, info_file = svc.proc, svc.info_file
     yield svc
     svc.call("/shutdown", {})
     try:

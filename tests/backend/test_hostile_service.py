@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,27 +18,13 @@ from typing import Any
 import pytest
 from conftest import S2_BANDS_OPT, S2_SCENE, SCENES
 from hostile import changed, snapshot, temps, wait_for_temps
-from service_client import Service
+from service_client import Service, launch
 
 SUBSET = SCENES / "sen2_20210527_aber_subset.tif"
 S2 = {"model": "sentinel2-eurosat", "bands": S2_BANDS_OPT, "input_scale": 1000}
 
 
-def _start(tmp: Path, *extra: str) -> Service:
-    tmp.mkdir(parents=True, exist_ok=True)
-    info_file, log = tmp / "run" / "service.json", tmp / "service.log"
-    env = {**os.environ, "RS_SCENE_MODELS": str(tmp / "models")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rs_scene.server", "--info-file", str(info_file),
-                                 "--device", "cpu", *extra], stdout=out, stderr=subprocess.STDOUT, env=env)
-    t0 = time.time()
-    while not info_file.exists():
-        assert proc.poll() is None, log.read_text()
-        assert time.time() - t0 < 60, "service did not write its info file"
-        time.sleep(0.1)
-    svc = Service(json.loads(info_file.read_text()), proc, log)
-    svc.info_file = info_file
-    return svc
+_start = launch
 
 
 def _stop(svc: Service) -> None:
