@@ -143,6 +143,29 @@ def _check_params(p: ClassifyParams) -> None:
             raise RSSceneError(f"--{name} must be at least 1, not {value}")
 
 
+def cam_and_runner(params: ClassifyParams, card: ModelCard, model: Any, path: Path, device: Any,
+                   heatmaps: bool, threads: int | None, streams: int | None) -> tuple[CamRunner | None, Any]:
+    """The CAM (when ``heatmaps``) and the model runner for these options."""
+    cam = None
+    if heatmaps:
+        shape = (len(card.bands), card.input_size, card.input_size)
+        cam = CamRunner(model, params.cam, shape, params.heatmap_detail, params.heatmap_norm)
+    # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
+    runtime = params.runtime if cam is None or cam.fast else "torch"
+    net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
+    runner = make_runner(runtime, net, card, path, device, threads, streams,
+                         variant="dense" if variant == "fine" else "")
+    return cam, runner
+
+
+def heatmap_record(cam: CamRunner, card: ModelCard, plan: Any) -> dict[str, Any]:
+    """What the run record keeps of the heatmap: where the maps were read to put their cells on their
+    receptive fields, and the heatmap's tags."""
+    (gy, oy), (gx, ox) = cam.alignment((card.input_size, card.input_size))
+    return {"heatmap_alignment": {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]},
+            "heatmap": heatmap_tags(cam, card, plan)}
+
+
 def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                     cancel: threading.Event | None = None) -> ClassifyResult:
     """Classify ``params.raster``; outputs appear only when the whole run succeeded."""
@@ -165,29 +188,22 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 multi = card.task == "multi-label"
                 writers["grid"] = GridWriter(params.out_gpkg, ds.crs, card.classes, multi)
             if params.heatmap:
-                cam = CamRunner(model, params.cam, (len(card.bands), card.input_size, card.input_size),
-                                params.heatmap_detail, params.heatmap_norm)
                 writers["heatmap"] = HeatmapWriter(params.heatmap, ds, plan.area, plan.tile_src_y,
                                                    params.heatmap_norm)
             if params.class_raster:
                 cells = (plan.stride_src, plan.stride_src_y), (plan.tile_src, plan.tile_src_y)
                 writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
                                                        card.classes)
-            # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
-            runtime = params.runtime if cam is None or cam.fast else "torch"
-            net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
-            runner = make_runner(runtime, net, card, model_path, device, params.threads, params.streams,
-                                 variant="dense" if variant == "fine" else "")
+            cam, runner = cam_and_runner(params, card, model, model_path, device, bool(params.heatmap),
+                                         params.threads, params.streams)
             with small_ops_single_threaded(runner):
                 result = _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
             result.runtime = runner.name
             record = _run_record(params, card, model_path, plan, result)
             heat_tags = None
-            if cam is not None:  # where the maps were read to put their cells on their receptive fields
-                (gy, oy), (gx, ox) = cam.alignment((card.input_size, card.input_size))
-                record["heatmap_alignment"] = {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]}
-                heat_tags = heatmap_tags(cam, card, plan)
-                record["heatmap"] = heat_tags
+            if cam is not None:
+                record.update(heatmap_record(cam, card, plan))
+                heat_tags = record["heatmap"]
             for key, w in writers.items():
                 w.commit(*{"grid": (record,), "heatmap": (heat_tags,)}.get(key, ()))
         except BaseException:

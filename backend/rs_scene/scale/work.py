@@ -20,12 +20,19 @@ import rasterio
 import rasterio.warp
 
 from ..card import ModelCard, read_card
-from ..engine.infer import ClassifyParams, _cam_target, _infer, _write_batch, heatmap_tags, load_model
+from ..engine.infer import (
+    ClassifyParams,
+    _cam_target,
+    _infer,
+    _write_batch,
+    cam_and_runner,
+    heatmap_record,
+    load_model,
+)
 from ..engine.plan import TilePlan, make_plan
 from ..engine.reading import Batch, gdal_cache_bytes, read_batches, read_size
-from ..engine.runtime import make_runner, small_ops_single_threaded
+from ..engine.runtime import small_ops_single_threaded
 from ..engine.trainer import pick_device
-from ..explain.cam import CamRunner
 from ..io.raster import open_raster
 from ..zoo import resolve_model
 from .shards import Shard, default_shard_tiles, plan_shards, shard_tiles_of
@@ -104,7 +111,7 @@ class ShardClassifier:
         self.card, self.model, self.path = load_model(params.model, self.device)
         self.target = _cam_target(self.card, params.cam_class)
         self.cam, self.runner = cam_and_runner(params, self.card, self.model, self.path, self.device,
-                                               heatmaps, threads)
+                                               heatmaps, threads, 1)
         self.tags: dict[tuple[int, int], str] = {}
 
     def heat_meta(self, plan_tile_px: tuple[int, int]) -> str:
@@ -112,12 +119,8 @@ class ShardClassifier:
         if self.cam is None:
             return "{}"
         if plan_tile_px not in self.tags:
-            size = (self.card.input_size, self.card.input_size)
-            (gy, oy), (gx, ox) = self.cam.alignment(size)
             plan = SimpleNamespace(tile_src=plan_tile_px[0], tile_src_y=plan_tile_px[1])
-            self.tags[plan_tile_px] = json.dumps({
-                "heatmap_alignment": {"y_gain_offset": [gy, oy], "x_gain_offset": [gx, ox]},
-                "heatmap": heatmap_tags(self.cam, self.card, plan)})
+            self.tags[plan_tile_px] = json.dumps(heatmap_record(self.cam, self.card, plan))
         return self.tags[plan_tile_px]
 
     def pid(self) -> int:
@@ -147,21 +150,6 @@ class ShardClassifier:
         arrays["heat_meta"] = np.asarray(self.heat_meta((first.w, first.h)) if first else "{}")
         write_part(part_path(parts_dir, key, shard.index), arrays)
         return {"tiles": shard.tiles, "classified": len(classes.items)}
-
-
-def cam_and_runner(params: ClassifyParams, card: ModelCard, model: Any, path: Path, device: Any,
-                   heatmaps: bool, threads: int | None) -> tuple[CamRunner | None, Any]:
-    """The CAM and the runner ``classify`` builds for these options (one stream: a shard runs its batches in
-    turn, each on all of the actor's threads)."""
-    cam = None
-    if heatmaps:
-        shape = (len(card.bands), card.input_size, card.input_size)
-        cam = CamRunner(model, params.cam, shape, params.heatmap_detail, params.heatmap_norm)
-    runtime = params.runtime if cam is None or cam.fast else "torch"
-    net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
-    runner = make_runner(runtime, net, card, path, device, threads, 1,
-                         variant="dense" if variant == "fine" else "")
-    return cam, runner
 
 
 def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
