@@ -51,25 +51,37 @@ def option_record(opts: ManyOptions) -> dict[str, Any]:
     return keep | {"heatmaps": opts.heatmaps, "shard_tiles": opts.shard_tiles}
 
 
+def connect_ray(address: str, cpus: int | None, env: dict[str, str] | None = None) -> Any:
+    """Start a local cluster in this process on 127.0.0.1 (``local``), or join the one at ``address``
+    (``auto``, ``host:port``, ``ray://host:port``); ``env`` goes to every worker of this driver. Returns
+    the ``ray`` module; any failure is an :class:`RSSceneError` naming ``--ray``."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    common: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    if env:
+        common["runtime_env"] = {"env_vars": env}
+    try:
+        if address in LOCAL:
+            ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1",
+                     include_dashboard=False, **common)
+        else:
+            ray.init(address=address, **common)
+    except Exception as exc:  # Ray raises plain Exception too (a node that timed out during startup)
+        raise RSSceneError(f"--ray {address}: could not start or join a Ray cluster ({exc})") from exc
+    return ray
+
+
 @contextmanager
 def ray_session(address: str, cpus: int | None) -> Iterator[Any]:
-    """Ray for this run: a caller's session as it is, else a local cluster started in this process on
-    127.0.0.1 (``local``), or the cluster at ``address`` (``auto``, ``host:port``, ``ray://host:port``)."""
+    """Ray for this run: a caller's session as it is, else :func:`connect_ray`, shut down at the end."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if ray.is_initialized():
         yield ray
         return
-    common = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
-    try:
-        if address in LOCAL:
-            ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1",
-                     **common)
-        else:
-            ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
-    except Exception as exc:  # Ray raises plain Exception too (a node that timed out during startup)
-        raise RSSceneError(f"--ray {address}: could not start or join a Ray cluster ({exc})") from exc
+    connect_ray(address, cpus)
     try:
         yield ray
     finally:
@@ -145,6 +157,8 @@ class Scheduler:
         self.batch = max(p.batch_size, 128) if self.gpus else p.batch_size
         self.limit = opts.max_in_flight or 2 * n
         self.pending: dict[Any, tuple[Any, ...]] = {}
+        self.reads: dict[Any, Any] = {}  # a shard's actor call -> the read task feeding it
+        self.poll_s: float | None = None  # with a value, tick() runs at least this often
         self.to_plan = deque(k for k, s in states.items() if s.status in ("pending", "failed"))
         self.queue: deque[tuple[str, Shard]] = deque()
         self.left: dict[str, int] = {}  # shards not finished, per raster being worked on
@@ -184,15 +198,18 @@ class Scheduler:
             data = self.read_task.remote(params, shard, self.batch)
             a = min(range(len(self.actors)), key=self.load.__getitem__)
             ref = self.actors[a].__call__.remote(shard, data, str(self.manifest.parts), key)
+            self.reads[ref] = data
             self.load[a] += 1
             self.pending[ref] = ("shard", key, shard, a, time.perf_counter())
 
     def run(self) -> None:
         self._submit()
         while self.pending:
-            ready, _ = self.ray.wait(list(self.pending), num_returns=1)
+            self.tick()
+            ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=self.poll_s)
             for ref in ready:
                 what = self.pending.pop(ref)
+                self.reads.pop(ref, None)
                 try:
                     value = self.ray.get(ref)
                 except Exception as exc:  # a task's error: the raster fails, the run goes on
@@ -202,6 +219,25 @@ class Scheduler:
                     continue
                 getattr(self, f"_on_{what[0]}")(what, value)
             self._submit()
+
+    def tick(self) -> None:
+        """Called between events (a subclass raises here to stop the run, see :meth:`stop`)."""
+
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Stop the cluster work of this run: cancel its tasks (their workers are killed) and kill its model
+        actors, then wait up to ``wait_s`` for Ray to confirm; nothing of it runs on afterwards."""
+        refs = [*self.pending, *self.reads.values()]
+        for ref in [r for r, v in self.pending.items() if v[0] != "shard"] + list(self.reads.values()):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 -- finished already, or unknown to this worker: nothing to stop
+                pass
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+        self.pending.clear()
+        self.reads.clear()
 
     def _on_plan(self, what: tuple[Any, ...], plan: dict[str, Any]) -> None:
         key = what[1]

@@ -29,7 +29,7 @@ from ..engine.infer import (
     heatmap_record,
     load_model,
 )
-from ..engine.plan import TilePlan, make_plan
+from ..engine.plan import TilePlan, input_warnings, make_plan
 from ..engine.reading import Batch, gdal_cache_bytes, read_batches, read_size
 from ..engine.runtime import small_ops_single_threaded
 from ..engine.trainer import pick_device
@@ -62,8 +62,8 @@ def footprint(ds: Any, steps: int = 8) -> dict[str, Any]:
 
 
 def plan_raster(params: ClassifyParams, shard_tiles: int | None) -> dict[str, Any]:
-    """Grid shape, shards and footprint of one raster; raises :class:`RSSceneError` for a raster that cannot
-    be classified (unreadable, wrong bands, no CRS, too small)."""
+    """Grid shape, shards, footprint and ``classify``'s input warnings of one raster; raises
+    :class:`RSSceneError` for a raster that cannot be classified (unreadable, wrong bands, no CRS, tiny)."""
     card, _ = card_of_params(params)
     with open_raster(params.raster) as ds:
         plan = raster_plan(ds, card, params)
@@ -71,7 +71,8 @@ def plan_raster(params: ClassifyParams, shard_tiles: int | None) -> dict[str, An
         per = shard_tiles or default_shard_tiles(len(plan.bands), read_size(plan, card, params.fast_read))
         shards = plan_shards(rows, cols, per)
         return {"rows": rows, "cols": cols, "tiles": len(plan.tiles), "shard_tiles": per,
-                "shards": [dataclasses.astuple(s) for s in shards], "footprint": footprint(ds)}
+                "shards": [dataclasses.astuple(s) for s in shards], "footprint": footprint(ds),
+                "warnings": input_warnings(ds, plan, card, params.tile_size)}
 
 
 def read_shard(params: ClassifyParams, shard: Shard, batch_size: int) -> list[Batch]:

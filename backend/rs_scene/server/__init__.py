@@ -4,7 +4,8 @@ Binds 127.0.0.1 only, on a free port unless one is given; a fresh random token p
 port to an info file that only the user can read, and every request must carry ``Authorization: Bearer
 <token>`` and a ``Host`` of ``127.0.0.1:<port>`` or ``localhost:<port>``. Endpoints (JSON): ``GET /health``,
 ``GET /models``, ``GET /methods``, ``POST /jobs/classify``, ``POST /estimate``, ``POST /jobs/train``,
-``GET /jobs``, ``GET /jobs/<id>``, ``POST /jobs/<id>/cancel``, ``POST /shutdown``.
+``GET /jobs``, ``GET /jobs/<id>``, ``POST /jobs/<id>/cancel``, ``POST /shutdown``. With ``--ray ADDRESS`` the
+classify jobs of raster files run on that Ray cluster (:mod:`rs_scene.scale.service`); ``/health`` names it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keep-jobs", type=int, default=100, help="finished jobs kept for their results")
     p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run classify jobs on a Ray cluster: local (started here, on 127.0.0.1), auto, HOST:PORT or "
+        "ray://HOST:10001 (default: in this process, no Ray)",
+    )
+    p.add_argument("--shard-tiles", type=int, default=64,
+                   help="with --ray: tiles per shard (progress moves once per finished shard; default 64)")
+    p.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -89,12 +99,17 @@ def serve(args: argparse.Namespace) -> int:
     if args.keep_jobs < 1:
         print("rs-scene serve: error: --keep-jobs must be at least 1", file=sys.stderr)
         return 2
+    if args.shard_tiles < 1:
+        print("rs-scene serve: error: --shard-tiles must be at least 1", file=sys.stderr)
+        return 2
     if not args.allow_network:  # also for /vsicurl/ paths inside local files (a VRT's sources)
         os.environ["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = ".rs-scene-network-not-allowed"
     try:
         service = Service(args.port, token, args.device, args.allow_network, args.keep_jobs)
     except OSError as exc:
         print(f"rs-scene serve: error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    if args.ray is not None and not _join_cluster(service, args.ray, args.shard_tiles):
         return 2
     port = service.server_address[1]
     write_info_file(
@@ -127,8 +142,31 @@ def serve(args: argparse.Namespace) -> int:
         service.server_close()
         _remove_info_file(info_file)
     _exit_when_idle(service)
+    if service.cluster is not None:
+        service.cluster.ray.shutdown()
     print("rs-scene serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _join_cluster(service: Any, address: str, shard_tiles: int) -> bool:
+    """Start or join the Ray cluster before the info file is written (a client finds a service that is ready);
+    on failure say why, naming --ray, and close the port."""
+    from ..errors import RSSceneError
+
+    try:
+        from ..scale.service import connect
+
+        service.cluster = connect(address, shard_tiles)
+    except (RSSceneError, ModuleNotFoundError) as exc:
+        hint = " (rs-scene serve --ray needs Ray: pip install 'rs-scene[ray]')" if isinstance(
+            exc, ModuleNotFoundError) else ""
+        print(f"rs-scene serve: error: {exc}{hint}", file=sys.stderr, flush=True)
+        service.server_close()
+        return False
+    info = service.cluster.info()
+    print(f"rs-scene serve: classify jobs run on the Ray cluster {address} ({info['nodes']} node(s), "
+          f"{info['cpus']:g} CPUs, {info['gpus']:g} GPUs)", file=sys.stderr, flush=True)
+    return True
 
 
 def _remove_info_file(info_file: Path) -> None:

@@ -30,6 +30,7 @@ class Service(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.token, self.device, self.allow_network = token, device, allow_network
         self.jobs = JobQueue(keep=keep_jobs)
+        self.cluster: Any = None  # the Ray cluster classify jobs run on (rs-scene serve --ray), else None
         self.conns = Connections()
         real = self.server_address[1]
         self.hosts = {f"127.0.0.1:{real}", f"localhost:{real}"}
@@ -80,6 +81,16 @@ def runtime_info(device_type: str) -> dict[str, Any]:
         ort = None
     onnx = device_type == "cpu" and onnx_available()
     return {"runtime": "onnx" if onnx else "torch", "onnxruntime": ort}
+
+
+def ray_info(cluster: Any) -> dict[str, Any] | None:
+    """The cluster classify jobs run on (address, nodes, CPUs, GPUs), or None without --ray."""
+    if cluster is None:
+        return None
+    try:
+        return cluster.info()
+    except Exception as exc:  # noqa: BLE001 -- the cluster went away: say so, the service still answers
+        return {"address": cluster.address, "error": f"{type(exc).__name__}: {exc}"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -222,6 +233,7 @@ class Handler(BaseHTTPRequestHandler):
             "python": sys.executable,
             "device": device_info(self.server.device),
             "jobs": self.server.jobs.counts(),
+            "ray": ray_info(self.server.cluster),
         }
 
     def models(self) -> tuple[int, dict[str, Any]]:
@@ -247,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def classify(self) -> tuple[int, dict[str, Any]]:
         req = classify_request(self._body(), self.server.allow_network)
-        job = self.server.jobs.submit("classify", classify_runner(req, self.server.device), req)
+        runner = classify_runner(req, self.server.device, self.server.cluster)
+        job = self.server.jobs.submit("classify", runner, req)
         return 202, job.to_dict()
 
     def estimate(self) -> tuple[int, dict[str, Any]]:

@@ -36,7 +36,9 @@ _CLASSIFY_KEYS = (
 )
 
 
-def classify_runner(req: dict[str, Any], device: str) -> Runner:
+def classify_runner(req: dict[str, Any], device: str, cluster: Any = None) -> Runner:
+    """The classify job: in this process, or with a ``cluster`` (``serve --ray``) on Ray."""
+
     def run(job: Job) -> dict[str, Any]:
         from ..engine.infer import Cancelled, ClassifyParams, classify_raster
 
@@ -51,11 +53,15 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
             kw = {k: req[k] for k in _CLASSIFY_KEYS if k in req}
             kw.setdefault("device", device)
             params = ClassifyParams(raster=raster, **kw)
-            job.report(0, 0, "loading model")
+            on_ray, note = _on_cluster(cluster, tmp is not None)
             try:
+                if on_ray:
+                    return _classify_on_ray(cluster, params, job)
+                job.report(0, 0, "loading model")
                 res = classify_raster(params, progress=job.report, cancel=job.cancel)
             except Cancelled as exc:
                 raise JobCancelled(str(exc)) from exc
+            res.warnings += [note] if note else []
             return {
                 "tiles_total": res.tiles_total,
                 "tiles_classified": res.tiles_classified,
@@ -71,6 +77,28 @@ def classify_runner(req: dict[str, Any], device: str) -> Runner:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     return run
+
+
+def _on_cluster(cluster: Any, by_value: bool) -> tuple[bool, str | None]:
+    """Whether the job runs on the cluster, and why not when it has one: a layer sent by value is written to a
+    temporary file of this machine, which only a local cluster's workers can read."""
+    if cluster is None:
+        return False, None
+    from ..scale.driver import LOCAL
+
+    if by_value and cluster.address not in LOCAL:
+        return False, (f"the layer was sent by value, not as a file the nodes of the Ray cluster "
+                       f"{cluster.address} can read: it was classified in the service process instead")
+    return True, None
+
+
+def _classify_on_ray(cluster: Any, params: Any, job: Job) -> dict[str, Any]:
+    from ..scale.service import JobHooks, classify_on_cluster
+
+    def metrics(extra: dict[str, Any]) -> None:
+        job.metrics = {**job.metrics, **extra}
+
+    return classify_on_cluster(cluster, params, JobHooks(job.report, job.cancel, metrics))
 
 
 def estimate(req: dict[str, Any], device: str) -> dict[str, Any]:

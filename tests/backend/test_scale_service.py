@@ -1,0 +1,92 @@
+"""``rs-scene serve --ray local``: a real service process that started a Ray cluster on this machine runs its
+classify jobs on it through the scale-out pipeline. A job gives the outputs a single-process ``classify``
+gives (tiles, classes, probabilities and heatmap within 1e-5) with progress per shard; a job cancelled mid-run
+ends within seconds, its model actor's process is gone and nothing is left under the output names or beside
+them. One service (one Ray start-up, ~15 s) for the module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import S2_SCENE
+from scale_common import SUBSET, assert_same_outputs, reference
+from service_client import S2, Service, launch
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Service:
+    svc = launch(tmp_path_factory.mktemp("ray-service"), "--ray", "local", "--shard-tiles", "4")
+    yield svc
+    svc.call("/shutdown", {})
+    try:
+        assert svc.proc.wait(timeout=60) == 0, svc.log.read_text()
+    except subprocess.TimeoutExpired:
+        svc.proc.kill()
+        raise
+    assert not svc.info_file.exists()
+
+
+def outputs(folder: Path, name: str) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = folder / name
+    return {"out_gpkg": f"{base}_tiles.gpkg", "heatmap": f"{base}_heatmap.tif",
+            "class_raster": f"{base}_classes.tif"}
+
+
+def follow(svc: Service, job_id: str, stop: int | None = None, timeout: float = 300) -> tuple[dict, list]:
+    """Poll the job to its end (or, with ``stop``, until that many tiles are done); every (done, total) seen."""
+    seen, t0 = [], time.time()
+    while time.time() - t0 < timeout:
+        status, job = svc.call(f"/jobs/{job_id}")
+        assert status == 200, job
+        seen.append((job["done"], job["total"]))
+        if job["state"] in ("done", "failed", "cancelled") or (stop is not None and job["done"] >= stop):
+            return job, seen
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
+
+
+def test_health_names_the_cluster(svc: Service) -> None:
+    status, health = svc.call("/health")
+    assert status == 200
+    ray = health["ray"]
+    assert ray["address"] == "local" and ray["nodes"] == 1 and ray["cpus"] >= 1 and ray["shard_tiles"] == 4
+
+
+def test_a_cancelled_job_stops_the_cluster_work_and_leaves_nothing(svc: Service, tmp_path: Path) -> None:
+    out = outputs(tmp_path / "cancel", "scene")
+    status, job = svc.call("/jobs/classify", {**S2, "raster": str(S2_SCENE), "stride": 32, **out})
+    assert status == 202, job
+    job, _ = follow(svc, job["id"], stop=8)  # a few shards done: the cluster is working on the rest
+    assert job["state"] == "running" and 0 < job["done"] < job["total"], job
+    pids = job["metrics"]["ray_actor_pids"]
+    t0 = time.time()
+    svc.call(f"/jobs/{job['id']}/cancel", {})
+    job, _ = follow(svc, job["id"], timeout=30)
+    assert job["state"] == "cancelled" and time.time() - t0 < 15, (job["state"], time.time() - t0)
+    for pid in pids:  # the model actor was killed, not left to finish its shards
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    time.sleep(2)  # nothing written after the cancel either: no output, no temporary, no run folder
+    assert sorted(os.listdir(tmp_path / "cancel")) == []
+
+
+def test_a_job_on_the_cluster_equals_a_local_classify(svc: Service, tmp_path: Path) -> None:
+    out = outputs(tmp_path / "ray", "subset")
+    body = {**S2, "raster": str(SUBSET), "stride": 32, "heatmap_detail": "fine", **out}
+    status, job = svc.call("/jobs/classify", body)
+    assert status == 202, job
+    job, seen = follow(svc, job["id"])
+    assert job["state"] == "done", job["error"]
+    res = job["result"]
+    assert (res["tiles_total"], res["tiles_classified"], res["cluster"], res["shards"]) == (100, 100, "local", 30)
+    assert res["outputs"] == {"grid": out["out_gpkg"], "heatmap": out["heatmap"], "classes": out["class_raster"]}
+    moving = [d for d, t in seen if t == 100]
+    assert moving == sorted(moving) and any(0 < d < 100 for d in moving), "progress per shard, never backwards"
+    assert sorted(os.listdir(tmp_path / "ray")) == sorted(Path(p).name for p in out.values())
+    ref = reference(SUBSET, tmp_path / "ref", ["--stride", "32", "--heatmap-detail", "fine"])
+    assert_same_outputs(ref, tmp_path / "ray" / "subset")
