@@ -65,6 +65,8 @@ class BackendManager:
         cmd = [settings.python, "-m", "rs_scene.server", "--info-file", str(info_file), "--device",
                settings.device, "--port", str(settings.port), "--parent-pid", str(os.getpid()),
                "--allow-network"]  # layers QGIS reads online (/vsicurl/...) are read by the service too
+        if settings.ray.strip():  # classify jobs on that Ray cluster; the service joins it before it answers
+            cmd += ["--ray", settings.ray.strip()]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         with open(self.log_file, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())

@@ -33,6 +33,7 @@ class BackendSettings:
     python: str = ""
     device: str = "auto"
     port: int = 0
+    ray: str = ""  # the Ray cluster classify jobs run on (serve --ray): local, auto, HOST:PORT, ray://...; "" none
 
     @classmethod
     def load(cls) -> BackendSettings:
@@ -41,13 +42,15 @@ class BackendSettings:
         if not python and venv_python(default_venv()).exists():
             python = str(venv_python(default_venv()))
         return cls(python=python, device=s.value(PREFIX + "device", "auto", type=str) or "auto",
-                   port=int(s.value(PREFIX + "port", 0, type=int) or 0))
+                   port=int(s.value(PREFIX + "port", 0, type=int) or 0),
+                   ray=(s.value(PREFIX + "ray", "", type=str) or "").strip())
 
     def save(self) -> None:
         s = QgsSettings()
         s.setValue(PREFIX + "python", self.python)
         s.setValue(PREFIX + "device", self.device)
         s.setValue(PREFIX + "port", int(self.port))
+        s.setValue(PREFIX + "ray", self.ray.strip())
 
     def problem(self) -> str | None:
         """Why this interpreter cannot run the backend, with the fix; None when it looks usable."""

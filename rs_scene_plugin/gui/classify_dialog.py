@@ -37,6 +37,7 @@ from ..core.fixes import Fix, fixes, for_fields
 from ..core.model_list import remember_models
 from ..core.pixels import gdal_band_names
 from ..processing.classify_alg import CAMS
+from .cluster import ClusterLabel
 from .messages import LatestMessage
 from .run_options import FixButtons, RunOptions, request_options
 from .widgets import BandMappingTable, StatusLabel, fit_to_screen, scrolled
@@ -112,7 +113,7 @@ class ClassifyDialog(QDialog):
 
     def _build_bottom(self, form: QFormLayout) -> None:
         """The scrolling form above; progress, status, fix buttons and the dialog's buttons always visible."""
-        self.status, self.progress = StatusLabel(), QProgressBar()
+        self.status, self.progress, self.cluster = StatusLabel(), QProgressBar(), ClusterLabel()
         self.fix_buttons = FixButtons(self.apply_fix)
         self.fix_buttons.setVisible(False)
         self.run_button, self.cancel_button, self.close_button = (QPushButton("Classify"), QPushButton("Cancel"),
@@ -133,6 +134,7 @@ class ClassifyDialog(QDialog):
         layout = QVBoxLayout(self)
         self.scroll = scrolled(form)  # the form scrolls on a small screen; status and buttons stay visible
         layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.cluster)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.fix_buttons)
@@ -157,6 +159,7 @@ class ClassifyDialog(QDialog):
             return False
         finally:
             QApplication.restoreOverrideCursor()
+        self.cluster.show_for(self.manager.health)  # the running service's: on a Ray cluster, or here
         self.models = {m["name"]: m for m in models}
         remember_models(list(self.models))  # Processing's model list
         self._store()
@@ -298,7 +301,7 @@ class ClassifyDialog(QDialog):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.info(f"Classifying '{layer.name()}' with {spec.model['name']}…")
+        self.status.info(f"Classifying '{layer.name()}' with {spec.model['name']}{self.cluster.suffix}…")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 

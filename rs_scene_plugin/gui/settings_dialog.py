@@ -9,6 +9,7 @@ from qgis.PyQt.QtWidgets import (
     QDialog,
     QFormLayout,
     QHBoxLayout,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -19,6 +20,7 @@ from ..core.backend import BackendManager
 from ..core.client import BackendError
 from ..core.diagnostics import diagnostics_text
 from ..core.settings import BackendSettings
+from .cluster import cluster_text
 from .widgets import StatusLabel
 
 
@@ -39,10 +41,16 @@ class SettingsDialog(QDialog):
         self.port.setRange(0, 65535)
         self.port.setSpecialValueText("any free port")
         self.port.setValue(s.port)
+        self.ray = QLineEdit(s.ray)
+        self.ray.setPlaceholderText("empty: classify on this machine")
+        self.ray.setToolTip("Run classify jobs on a Ray cluster: local (started on this machine), auto (the "
+                            "cluster this machine belongs to), HOST:6379 or ray://HOST:10001. The layers' "
+                            "files and the output folder must be at the same paths on every node.")
         form = QFormLayout()
         form.addRow("Backend Python interpreter", self.python)
         form.addRow("Device", self.device)
         form.addRow("Port (127.0.0.1)", self.port)
+        form.addRow("Ray cluster", self.ray)
         self.status = StatusLabel()
         self.test_button, self.save_button, close = QPushButton("Save and test"), QPushButton("Save"), \
             QPushButton("Close")
@@ -62,7 +70,7 @@ class SettingsDialog(QDialog):
 
     def settings(self) -> BackendSettings:
         return BackendSettings(python=self.python.filePath().strip(), device=self.device.currentText().strip()
-                               or "auto", port=self.port.value())
+                               or "auto", port=self.port.value(), ray=self.ray.text().strip())
 
     def save(self) -> bool:
         s = self.settings()
@@ -86,7 +94,8 @@ class SettingsDialog(QDialog):
         dev = health["device"]
         self.status.info(f"Service running: rs_scene {health['version']}, torch {dev['torch']}, device "
                          f"{dev['type']} {dev.get('name', '')}" + (f" ({dev['memory_gb']} GB)"
-                                                                  if dev.get("memory_gb") else ""))
+                                                                  if dev.get("memory_gb") else "")
+                         + (f". {cluster_text(health)}" if health.get("ray") else ""))
         return True
 
 
