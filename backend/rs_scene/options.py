@@ -3,6 +3,7 @@ value out of range is an error naming the option, never a silent fall-back to a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -96,7 +97,14 @@ def method_option_rule(key: str) -> str:
     return "any"
 
 
-def check_method_options(options: dict[str, Any], label: Label) -> None:
-    """Numbers among a method's options in range (epochs >= 1, lr > 0, ...); all of them finite."""
-    numbers = {k: v for k, v in options.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def zero_means_default(config: type) -> set[str]:
+    """The options of a method's Config whose help says what 0 means ("0 = the paper's rate"): 0 is valid."""
+    return {f.name for f in dataclasses.fields(config) if "0 =" in f.metadata.get("help", "")}
+
+
+def check_method_options(options: dict[str, Any], label: Label, zero_ok: set[str] | None = None) -> None:
+    """Numbers among a method's options in range (epochs >= 1, lr > 0, ...); all of them finite. The options
+    in ``zero_ok`` (:func:`zero_means_default`) may also be 0."""
+    numbers = {k: v for k, v in options.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and not (k in (zero_ok or set()) and v == 0)}
     check_numbers(numbers, {k: method_option_rule(k) for k in numbers}, label)

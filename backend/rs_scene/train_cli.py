@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import RSSceneError
 from .io.outputs import check_outputs
-from .options import TRAIN_RULES, check_method_options, check_numbers, cli_label
+from .options import TRAIN_RULES, check_method_options, check_numbers, cli_label, zero_means_default
 
 #: Flags that are method options when the chosen method has them.
 OPTION_FLAGS = ("backbone", "init", "mode", "epochs", "batch_size", "balance", "teacher", "lr")
@@ -137,11 +137,14 @@ class EpochPrinter:
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine.train import TrainParams, train_model
     from .engine.trainer import TrainSettings
-    from .methods import create_method
+    from .methods import create_method, get_method
 
-    check_numbers(vars(args), TRAIN_RULES, cli_label)
+    zero_ok = zero_means_default(get_method(args.method).Config)  # pretrain: --lr 0 = the paper's rate
+    check_numbers(vars(args), {k: r for k, r in TRAIN_RULES.items() if not (k in zero_ok and
+                                                                           getattr(args, k, None) == 0)},
+                  cli_label)
     options = method_options(args)
-    check_method_options(options, lambda key: f"option '{key}'")
+    check_method_options(options, lambda key: f"option '{key}'", zero_ok)
     inputs = (args.raster, args.labels, options.get("init"), options.get("teacher"))
     check_outputs({"--out": args.out}, inputs, args.overwrite)
     data = load_training_data(args)

@@ -48,7 +48,7 @@ def option_widget(opt: dict[str, Any], models: list[str]) -> QWidget:
         choices = [str(c) for c in opt.get("choices") or []]
         if opt["name"] == "init":
             w.setEditable(True)
-            choices = list(dict.fromkeys(["imagenet", "scratch", *choices, *models]))
+            choices = list(dict.fromkeys([str(default or "imagenet"), "imagenet", "scratch", *choices, *models]))
         w.addItems(choices)
         w.setEditable(w.isEditable() or not opt.get("choices"))
         w.setCurrentText(str(default))

@@ -30,6 +30,9 @@ from .registry import build_inference_model, register_method
 
 @dataclass
 class PretrainConfig(MethodConfig):
+    init: str = opt("auto", "initial weights: auto (tiles of a raster whose bands are a shipped model's, "
+                    "e.g. 10-band Sentinel-2: that model; otherwise imagenet), imagenet, scratch, or an "
+                    "installed model's name or file")
     mode: str = opt("fine-tune", "train the whole network or only a linear classifier on frozen features",
                     choices=["fine-tune", "linear-probe"])
     lr: float = opt(0.0, "base learning rate; 0 = the paper's (3e-3 scratch, 3e-4 fine-tune, 1e-3 probe)")
@@ -39,8 +42,8 @@ class PretrainConfig(MethodConfig):
 
 def load_init_backbone(init: str, backbone: str, bands: list[str]) -> nn.Module:
     """Backbone weights from ``imagenet``, ``scratch`` or an RS Scene model file (in-domain pre-training)."""
-    if init in ("imagenet", "scratch"):
-        return create_backbone(backbone, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
+    if init in ("imagenet", "scratch", "auto"):  # 'auto' is made concrete by train_model; here: imagenet
+        return create_backbone(backbone, in_chans=len(bands), pretrained=init != "scratch", bands=bands)
     card, state = load_model_file(resolve_model(init))
     if len(card.bands) != len(bands):
         raise RSSceneError(

@@ -18,6 +18,7 @@ from ..options import (
     check_method_options,
     check_numbers,
     field_label,
+    zero_means_default,
 )
 
 #: GDAL file systems and open strings that reach the network (``/vsizip//vsicurl/...`` included).
@@ -193,7 +194,8 @@ def _check_method(req: dict[str, Any]) -> None:
         if unknown:
             raise RSSceneError(f"method '{method}' has no option(s) {', '.join(unknown)}; "
                                f"its options: {', '.join(sorted(known))}")
-        check_method_options(req.get("options", {}), lambda k: f"option '{k}'")
+        check_method_options(req.get("options", {}), lambda k: f"option '{k}'",
+                             zero_means_default(cls.Config))
 
 
 def train_request(body: Any, allow_network: bool = False) -> dict[str, Any]:
