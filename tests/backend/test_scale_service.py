@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,3 +91,13 @@ def test_a_job_on_the_cluster_equals_a_local_classify(svc: Service, tmp_path: Pa
     assert sorted(os.listdir(tmp_path / "ray")) == sorted(Path(p).name for p in out.values())
     ref = reference(SUBSET, tmp_path / "ref", ["--stride", "32", "--heatmap-detail", "fine"])
     assert_same_outputs(ref, tmp_path / "ray" / "subset")
+
+
+def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    """Nothing listens at the address: exit 2 naming --ray, no info file (ray.init would wait without end)."""
+    info = tmp_path / "service.json"
+    proc = subprocess.run([sys.executable, "-m", "rs_scene.server", "--ray", "127.0.0.1:1", "--info-file",
+                           str(info), "--device", "cpu"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 2 and "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1" in proc.stderr
+    assert not info.exists()

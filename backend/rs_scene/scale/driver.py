@@ -58,6 +58,7 @@ def connect_ray(address: str, cpus: int | None, env: dict[str, str] | None = Non
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    _check_reachable(address)
     common: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     if env:
         common["runtime_env"] = {"env_vars": env}
@@ -70,6 +71,22 @@ def connect_ray(address: str, cpus: int | None, env: dict[str, str] | None = Non
     except Exception as exc:  # Ray raises plain Exception too (a node that timed out during startup)
         raise RSSceneError(f"--ray {address}: could not start or join a Ray cluster ({exc})") from exc
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A ``host:port`` or ``ray://host:port`` that nothing answers at is an error now: ``ray.init`` waits for
+    such a GCS without end (measured: still waiting after 200 s)."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if address in LOCAL or address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RSSceneError(f"--ray {address}: nothing answers at {hostport} ({exc}); start the cluster head "
+                           "there (ray start --head), or check the address") from exc
 
 
 @contextmanager
