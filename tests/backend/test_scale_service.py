@@ -101,3 +101,37 @@ def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path: Path) -> Non
                           check=False)
     assert proc.returncode == 2 and "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1" in proc.stderr
     assert not info.exists()
+
+
+def test_a_cancel_while_the_outputs_are_written_leaves_nothing(tmp_path: Path) -> None:
+    """The job cancelled while its merge task writes (the writers' temporary files exist): the merge task is
+    stopped and neither an output nor a temporary file stays. Ray in this process."""
+    import threading
+
+    from rs_scene.engine.infer import ClassifyParams
+    from rs_scene.engine.trainer import Cancelled
+    from rs_scene.scale.driver import ray_session
+    from rs_scene.scale.service import Cluster, JobHooks, classify_on_cluster
+
+    folder = tmp_path / "merge"
+    out = outputs(folder, "subset")
+    cancel, stages, seen = threading.Event(), [], []
+
+    def cancel_once_writing() -> None:  # the merge task's writers have created their temporary files
+        t0 = time.time()
+        while time.time() - t0 < 60 and not seen:
+            seen.extend(n for n in os.listdir(folder) if n.startswith(".."))
+            time.sleep(0.002)
+        cancel.set()
+
+    def report(done: int, total: int, stage: str) -> None:
+        stages.append(stage)
+        if stage == "writing outputs":
+            threading.Thread(target=cancel_once_writing, daemon=True).start()
+
+    params = ClassifyParams(raster=str(SUBSET), model=S2["model"], bands=S2["bands"], input_scale=1000,
+                            device="cpu", **out)
+    with ray_session("local", 2) as ray, pytest.raises(Cancelled):
+        classify_on_cluster(Cluster("local", ray, 9), params, JobHooks(report, cancel, lambda m: None))
+    assert "writing outputs" in stages and seen, "cancelled while the merge was writing"
+    assert sorted(os.listdir(folder)) == []
