@@ -6,6 +6,7 @@ import configparser
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 from qgis.core import Qgis
 from qgis.PyQt.QtCore import PYQT_VERSION_STR, QT_VERSION_STR
@@ -25,6 +26,15 @@ def plugin_version() -> str:
     return "?"
 
 
+def _cluster_line(ray: dict[str, Any] | None) -> str:
+    if not ray:
+        return "in the service process"
+    if ray.get("error"):
+        return f"on Ray cluster {ray['address']}, which does not answer: {ray['error']}"
+    return (f"on Ray cluster {ray['address']} (GCS {ray.get('gcs_address')}, {ray.get('nodes')} node(s), "
+            f"{ray.get('cpus', 0):g} CPUs, {ray.get('gpus', 0):g} GPUs, {ray.get('shard_tiles')} tiles a shard)")
+
+
 def diagnostics_text(manager: BackendManager, start: bool = True) -> str:
     s = BackendSettings.load()
     lines = [
@@ -34,6 +44,7 @@ def diagnostics_text(manager: BackendManager, start: bool = True) -> str:
         f"OS {platform.platform()}",
         f"backend interpreter: {s.python or '(not set)'}",
         f"device setting: {s.device}; port setting: {s.port or 'any free port'}",
+        f"Ray cluster setting: {s.ray or '(none: classify in the service process)'}",
     ]
     problem = s.problem()
     if problem:
@@ -47,7 +58,8 @@ def diagnostics_text(manager: BackendManager, start: bool = True) -> str:
                       f"device: {dev['type']} {dev.get('name', '')}"
                       + (f", {dev['memory_gb']} GB" if dev.get("memory_gb") else ""),
                       f"classify runtime: {dev.get('runtime', '?')}"
-                      + (f" (ONNX Runtime {dev['onnxruntime']})" if dev.get("onnxruntime") else "")]
+                      + (f" (ONNX Runtime {dev['onnxruntime']})" if dev.get("onnxruntime") else ""),
+                      f"classify jobs: {_cluster_line(health.get('ray'))}"]
         except BackendError as exc:
             lines.append(f"service: not available: {exc}")
     lines += [f"service log ({manager.log_file}), last lines:", manager.log_tail(30)]

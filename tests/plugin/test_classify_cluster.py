@@ -39,6 +39,7 @@ def dialog_for(iface, manager, qtbot):
 
 
 def test_the_dialog_says_on_cluster_and_runs_there(ray_manager, qgis_iface, qtbot, s2_layer) -> None:
+    from rs_scene_plugin.core.diagnostics import diagnostics_text
     from rs_scene_plugin.gui.settings_dialog import SettingsDialog
 
     assert SettingsDialog(ray_manager).settings().ray == "local"
@@ -46,6 +47,8 @@ def test_the_dialog_says_on_cluster_and_runs_there(ray_manager, qgis_iface, qtbo
     dialog.open_for(s2_layer)  # starts the service: it joins (here: starts) the cluster before it answers
     assert "--ray local" in ray_manager.log_tail(400, requests=True)
     assert not dialog.cluster.isHidden() and "on cluster local (1 node," in dialog.cluster.text()
+    text = diagnostics_text(ray_manager)
+    assert "Ray cluster setting: local" in text and "classify jobs: on Ray cluster local (GCS " in text
     polys = polygon_layer(s2_layer, {"area": [(320, 96, 192, 128)]})
     QgsProject.instance().addMapLayer(polys)
     polys.selectAll()
@@ -65,7 +68,10 @@ def test_the_dialog_says_on_cluster_and_runs_there(ray_manager, qgis_iface, qtbo
 
 
 def test_without_the_setting_no_cluster_is_shown(manager, qgis_iface, qtbot, s2_layer) -> None:
+    from rs_scene_plugin.core.diagnostics import diagnostics_text
+
     dialog = dialog_for(qgis_iface, manager, qtbot)
     dialog.open_for(s2_layer)
     assert manager.health.get("ray") is None
     assert dialog.cluster.isHidden() and dialog.cluster.text() == "" and dialog.cluster.suffix == ""
+    assert "classify jobs: in the service process" in diagnostics_text(manager, start=False)
