@@ -135,3 +135,36 @@ def test_a_cancel_while_the_outputs_are_written_leaves_nothing(tmp_path: Path) -
         classify_on_cluster(Cluster("local", ray, 9), params, JobHooks(report, cancel, lambda m: None))
     assert "writing outputs" in stages and seen, "cancelled while the merge was writing"
     assert sorted(os.listdir(folder)) == []
+
+
+def test_a_layer_sent_by_value_runs_on_a_local_cluster(svc: Service, tmp_path: Path) -> None:
+    """Pixels sent by value become a temporary file of this machine: a local cluster's workers read it."""
+    import base64
+
+    import rasterio
+    from rasterio.windows import Window
+
+    window = Window(320, 96, 192, 128)
+    with rasterio.open(S2_SCENE) as ds:
+        pixels = {"width": window.width, "height": window.height, "count": ds.count, "dtype": "uint16",
+                  "crs_wkt": ds.crs.to_wkt(), "transform": list(ds.window_transform(window).to_gdal()),
+                  "nodata": ds.nodata, "band_names": S2["bands"].split(","),
+                  "data_b64": base64.b64encode(ds.read(window=window).tobytes()).decode()}
+    body = {k: v for k, v in S2.items() if k != "bands"} | {"pixels": pixels, **outputs(tmp_path, "value")}
+    status, job = svc.call("/jobs/classify", body)
+    assert status == 202, job
+    job, _ = follow(svc, job["id"])
+    assert job["state"] == "done", job["error"]
+    res = job["result"]
+    assert (res["tiles_total"], res["tiles_classified"], res["cluster"]) == (6, 6, "local")
+    assert not res["warnings"] and all(Path(p).exists() for p in res["outputs"].values())
+
+
+def test_a_layer_sent_by_value_stays_here_with_a_remote_cluster() -> None:
+    from rs_scene.scale.service import Cluster
+    from rs_scene.server.tasks import _on_cluster
+
+    assert _on_cluster(Cluster("local", None, 64), by_value=True) == (True, None)
+    assert _on_cluster(Cluster("10.0.0.5:6379", None, 64), by_value=False) == (True, None)
+    on_ray, note = _on_cluster(Cluster("10.0.0.5:6379", None, 64), by_value=True)
+    assert not on_ray and "sent by value" in note and "10.0.0.5:6379" in note
