@@ -89,10 +89,17 @@ class JobScheduler(Scheduler):
     def tick(self) -> None:
         if self.hooks.cancel.is_set():
             raise Cancelled("classification cancelled")
-        if self.pids:  # the model actors' processes, once they are up (diagnostics; the cancel test)
+        if self.pids:  # the model actors' processes, once all are up (diagnostics; the cancel test)
             ready, _ = self.ray.wait(list(self.pids), num_returns=len(self.pids), timeout=0)
-            if ready:
-                self.hooks.metrics({"ray_actor_pids": [self.ray.get(r) for r in ready]})
+            if len(ready) == len(self.pids):
+                self.hooks.metrics({"ray_actor_pids": [p for p in map(self._pid, ready) if p is not None]})
+                self.pids = {}
+
+    def _pid(self, ref: Any) -> int | None:
+        try:
+            return int(self.ray.get(ref))
+        except Exception:  # noqa: BLE001 -- an actor that died starting: its shards fail with the cause
+            return None
 
     def _on_plan(self, what: tuple[Any, ...], plan: dict[str, Any]) -> None:
         self.total = plan["tiles"]
