@@ -2,8 +2,9 @@
 images from ../shared/data (fixed seeds). Writes JSON and a Markdown table
 (see rs_scene.explain.faithfulness).
 
-Per model and method: pasted patch (peak inside, contrast), deletion / insertion against random orders, and
-position bias: sentinel2-eurosat over the whole tiles of the demo scene as ``classify`` writes its heatmap
+Per model and method: pasted patch (peak inside, contrast; for context maps each pasted tile lies in a
+field of 8 other images of its base class), deletion / insertion against random orders, and position bias:
+sentinel2-eurosat over the whole tiles of the demo scene as ``classify`` writes its heatmap
 (and how smooth that mosaic is across tile borders), aerial-rgb over UC Merced's held-out images. Slow
 methods (Score-CAM: one forward pass per feature channel) run on fewer images; each row gives its sizes.
 
@@ -37,7 +38,7 @@ MODELS = {"sentinel2-eurosat": {"data": "eurosat_ms", "patch": 24},
           "aerial-rgb": {"data": "ucmerced", "patch": 96}}
 SLOW = {"scorecam": 0.05}  # share of the sizes the slow methods run on
 # (method, detail, norm) rows: the default first, then the cheaper grid, then every other CLI method
-ROWS = [("gradcam", "fine", "run"), ("gradcam", "coarse", "run")] + [
+ROWS = [("gradcam", "context", "run"), ("gradcam", "fine", "run"), ("gradcam", "coarse", "run")] + [
     (m, "fine", "run") for m in CAM_METHODS if m != "gradcam"]
 
 
@@ -84,11 +85,14 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
         sz, t0 = _sizes(method, sizes), time.perf_counter()
         explain, runner = fa.explainer(card, model, method, detail, norm)
         rng = np.random.default_rng(seed)
-        tiles, targets, boxes = fa.paste_set(images, labels, sz["pastes"], cfg["patch"], seed)
+        bases: list[int] = []
+        tiles, targets, boxes = fa.paste_set(images, labels, sz["pastes"], cfg["patch"], seed, bases)
+        # context maps: each pasted tile in a field of 8 other images of its base class
+        ring = fa.same_class_neighbours(images, labels, bases, seed) if runner.detail == "context" else None
         row: dict[str, Any] = {"model": name, "method": method, "detail": runner.detail, "norm": norm,
                                "cells": None}
         print(f"{name} {method} {detail} {norm}: pasted patch", file=sys.stderr, flush=True)
-        row["pasted"] = fa.pasted_patch(explain, tiles, targets, boxes, cfg["patch"])
+        row["pasted"] = fa.pasted_patch(explain, tiles, targets, boxes, cfg["patch"], ring)
         pick = rng.choice(len(images), size=min(sz["deletion"], len(images)), replace=False)
         print("  deletion / insertion", file=sys.stderr, flush=True)
         row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed)
@@ -109,16 +113,19 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | method | grid (cells per input) | norm | peak inside patch (95 % CI; chance) | "
-             "contrast | deletion AUC map / random | insertion AUC map / random | position bias (median r) | "
-             "seam ratio | sizes (pastes / deletion tiles / position tiles) |",
-             "|---|---|---|---|---|---:|---|---|---:|---:|---|"]
+             "blank maps; peak inside where not blank | contrast | deletion AUC map / other map / random | "
+             "insertion AUC map / random | position bias (median r) | seam ratio | "
+             "sizes (pastes / deletion tiles / position tiles) |",
+             "|---|---|---|---|---|---|---:|---|---|---:|---:|---|"]
     for r in rows:
         p, d, q = r["pasted"], r["deletion"], r["position"]
+        shown = p.get("peak_inside_shown")
         lines.append(
             f"| {r['model']} | {r['method']} | {r['detail']} {r['cells'][0]}x{r['cells'][1]} | {r['norm']} | "
             f"{p['peak_inside']:.2f} ({p['peak_inside_ci95'][0]:.2f}-{p['peak_inside_ci95'][1]:.2f}; "
-            f"{p['chance']:.2f}) | {p['contrast']:.3f} | "
-            f"{d['deletion_auc']:.3f} / {d['deletion_auc_random']:.3f} | "
+            f"{p['chance']:.2f}) | {p.get('blank_maps', '-')}; {'-' if shown is None else f'{shown:.2f}'} | "
+            f"{p['contrast']:.3f} | "
+            f"{d['deletion_auc']:.3f} / {d['deletion_auc_other_map']:.3f} / {d['deletion_auc_random']:.3f} | "
             f"{d['insertion_auc']:.3f} / {d['insertion_auc_random']:.3f} | {q['median_corr']} | "
             f"{q.get('seam_ratio', '-')} | {p['pastes']} / {d['tiles']} / {q['tiles']} |")
     return "\n".join(lines) + "\n"

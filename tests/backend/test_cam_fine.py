@@ -156,7 +156,8 @@ def test_weak_evidence_stays_dim_with_run_normalisation(tmp_path: Path) -> None:
     for norm in ("run", "tile"):
         heat = tmp_path / f"h_{norm}.tif"
         proc = run_main("classify", raster, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
-                        "--cam-class", "Forest", "--heatmap", heat, "--heatmap-norm", norm)
+                        "--cam-class", "Forest", "--heatmap", heat, "--heatmap-norm", norm,
+                        "--heatmap-detail", "fine")  # side by side: context maps would share the forest
         assert proc.returncode == 0, proc.stderr
         with rasterio.open(heat) as h:
             a = h.read(1)

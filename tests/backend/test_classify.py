@@ -227,7 +227,7 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
     extent = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"
     out, heat = tmp_path / "g.gpkg", tmp_path / "h.tif"
     run_cli("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale",
-            "1000", "--extent", extent, "--out", out, "--heatmap", heat, check=True)
+            "1000", "--extent", extent, "--out", out, "--heatmap", heat, "--heatmap-detail", "fine", check=True)
     card, model, _ = load_model("sentinel2-eurosat", torch.device("cpu"))
     with rasterio.open(S2_SCENE) as ds:
         plan = make_plan(ds, card, bands=S2_BANDS_OPT, input_scale=1000, extent=tuple(map(float, extent.split(","))))
@@ -237,7 +237,7 @@ def test_heatmap_peak_lies_in_its_tile(tmp_path: Path) -> None:
     # fine grid, another peak: measured (32, 32) against (56, 32) in one tile)
     reader = TileReader(str(S2_SCENE), plan.bands, plan.tile_src, plan.divisor, card.mean)
     size = (card.input_size, card.input_size)
-    runner = CamRunner(model, "gradcam", (len(card.bands), *size), detail="fine", norm="run")  # the defaults
+    runner = CamRunner(model, "gradcam", (len(card.bands), *size), detail="fine", norm="run")
     try:
         with rasterio.open(heat) as h:
             for t in plan.tiles:

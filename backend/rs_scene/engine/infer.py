@@ -29,6 +29,7 @@ from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
 from ..methods import build_inference_model
 from ..zoo import resolve_model
+from . import context
 from .pipeline import ordered_map, prefetch
 from .plan import TilePlan, input_warnings, make_plan, tile_polygon
 from .reading import Batch, gdal_cache_bytes, read_batches, read_size, reader_settings
@@ -52,7 +53,9 @@ class ClassifyParams:
     device: str = "auto"
     cam: str = "gradcam"
     cam_class: str | None = None
-    heatmap_detail: str = "fine"  # fine: closed-form Grad-CAM on the twice-denser grid (explain/dense.py)
+    # context: the twice-denser grid (explain/dense.py) drawn over blocks of neighbouring tiles
+    # (engine/context.py); fine: that grid on each tile alone; coarse: the last layer's grid
+    heatmap_detail: str = "context"
     heatmap_norm: str = "run"  # run: one scale for the whole run; tile: each tile's map min-max on its own
     extent: tuple[float, float, float, float] | None = None
     mask: str | None = None
@@ -144,15 +147,18 @@ def _check_params(p: ClassifyParams) -> None:
 
 
 def cam_and_runner(params: ClassifyParams, card: ModelCard, model: Any, path: Path, device: Any,
-                   heatmaps: bool, threads: int | None, streams: int | None) -> tuple[CamRunner | None, Any]:
-    """The CAM (when ``heatmaps``) and the model runner for these options."""
+                   heatmaps: bool, threads: int | None, streams: int | None,
+                   detail: str | None = None) -> tuple[CamRunner | None, Any]:
+    """The CAM (when ``heatmaps``) and the model runner for these options (``detail`` in place of
+    ``params.heatmap_detail``)."""
     cam = None
     if heatmaps:
         shape = (len(card.bands), card.input_size, card.input_size)
-        cam = CamRunner(model, params.cam, shape, params.heatmap_detail, params.heatmap_norm)
+        cam = CamRunner(model, params.cam, shape, detail or params.heatmap_detail, params.heatmap_norm)
     # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
     runtime = params.runtime if cam is None or cam.fast else "torch"
-    net, variant = (cam.net, cam.detail) if cam is not None and cam.fast else (model, "")
+    tile_heat = cam is not None and cam.fast and cam.detail != "context"  # context maps: a pass of their own
+    net, variant = (cam.net, cam.detail) if tile_heat else (model, "")
     runner = make_runner(runtime, net, card, path, device, threads, streams,
                          variant="dense" if variant == "fine" else "")
     return cam, runner
@@ -195,9 +201,10 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                 writers["classes"] = ClassRasterWriter(params.class_raster, ds, plan.area, *cells,
                                                        card.classes)
             cam, runner = cam_and_runner(params, card, model, model_path, device, bool(params.heatmap),
-                                         params.threads, params.streams)
+                                         params.threads, params.streams, context.detail_for(params, plan))
             with small_ops_single_threaded(runner):
-                result = _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
+                result = _classify_and_heat(params, card, runner, plan, ds, device, writers, cam, target,
+                                            progress, cancel)
             result.runtime = runner.name
             record = _run_record(params, card, model_path, plan, result)
             heat_tags = None
@@ -221,6 +228,22 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
     return result
 
 
+def _classify_and_heat(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan, ds: Any,
+                       device: torch.device, writers: dict[str, Any], cam: CamRunner | None,
+                       target: int | None, progress: ProgressFn, cancel: threading.Event) -> ClassifyResult:
+    """The classification pass (with each tile's own heat for tile-local maps), then for context maps
+    their own pass over blocks of the classified tiles."""
+    if cam is None or not context.supported(cam, plan):
+        return _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
+    classes: dict[Tile, int] = {}
+    result = _run(params, card, runner, plan, ds, device, writers, None, target, progress, cancel, classes)
+    heat = writers["heatmap"]
+    context.context_heat(cam, card, plan, params.raster, classes,
+                         lambda t, m, v: _add_heat(heat, t, m, v), target, cancel,
+                         lambda done, total: progress(done, total, "heatmap"))
+    return result
+
+
 def heatmap_tags(cam: CamRunner, card: ModelCard, plan: TilePlan) -> dict[str, Any]:
     """What the heatmap holds, for its GeoTIFF metadata and the run record."""
     size = (card.input_size, card.input_size)
@@ -232,7 +255,8 @@ def heatmap_tags(cam: CamRunner, card: ModelCard, plan: TilePlan) -> dict[str, A
             "HEATMAP_CELLS_PER_TILE": f"{grid.shape[-2]}x{grid.shape[-1]}",
             "HEATMAP_TILE_PX": f"{plan.tile_src}x{plan.tile_src_y}", "HEATMAP_NORMALISATION": cam.norm,
             "HEATMAP_UNITS": ("class-logit evidence per cell" if cam.norm == "run" and cam.fast else
-                              "map times class score" if cam.norm == "run" else "per-tile min-max")}
+                              "map times class score" if cam.norm == "run" else "per-tile min-max"),
+            **(context.describe(plan) if cam.detail == "context" else {})}
 
 
 def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
@@ -277,7 +301,9 @@ def _infer(runner: Runner, batch: Batch, card: ModelCard, device: torch.device, 
 
 def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan, ds: Any,
          device: torch.device, writers: dict[str, Any], cam: CamRunner | None, target: int | None,
-         progress: ProgressFn, cancel: threading.Event) -> ClassifyResult:
+         progress: ProgressFn, cancel: threading.Event, classes: dict[Tile, int] | None = None
+         ) -> ClassifyResult:
+    """The classification pass; ``classes`` (when given) collects each classified tile's class id."""
     res = ClassifyResult(tiles_total=len(plan.tiles))
     counts: Counter[str] = Counter()
     stop = threading.Event()
@@ -295,8 +321,10 @@ def _run(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan
                     raise Cancelled("classification cancelled")
                 batch = item.batch
                 results = _write_batch(item, card, cam, target, writers)
-                for rec in results.values():
+                for t, rec in results.items():
                     counts[rec["class_name"]] += 1
+                    if classes is not None:
+                        classes[t] = int(rec["class_id"])
                 _write_grid(writers.get("grid"), batch, results, card, ds)
                 done += len(batch.tiles)
                 res.tiles_classified += len(batch.run)

@@ -159,7 +159,9 @@ def supports_fast_gradcam(model: nn.Module) -> bool:
             and isinstance(getattr(model, "head", None), nn.Linear))
 
 
-DETAILS = ("fine", "coarse")  # fine: the dense (stride-16) grid of explain/dense.py; coarse: the last layer's
+# context: the dense grid drawn over blocks of neighbouring tiles (engine/context.py); fine: the dense
+# (stride-16) grid of explain/dense.py on each tile alone; coarse: the last layer's own grid
+DETAILS = ("context", "fine", "coarse")
 NORMS = ("run", "tile")  # run: one scale for the whole run (class evidence); tile: each map min-max alone
 Target = int | Sequence[int] | None  # one class for all, one per tile, or each tile's prediction
 
@@ -194,10 +196,10 @@ class CamRunner:
         self.model, self.method, self.norm = model, method, norm
         self.fast = method == "gradcam" and supports_fast_gradcam(model)
         self.net, self.detail = model, "coarse"  # the network the maps come from
-        if detail == "fine" and self.fast and input_shape is not None:
+        if detail in ("context", "fine") and self.fast and input_shape is not None:
             dense = densify(model, input_shape[0], input_shape[1:])
             if dense is not None:
-                self.net, self.detail = dense, "fine"
+                self.net, self.detail = dense, detail
         self._align: dict[tuple[int, int], Alignment] = {}
         layer = getattr(self.net, "cam_layer", None)
         if input_shape is not None and layer is not None:

@@ -27,14 +27,21 @@ from ..engine.evaluate import preprocess
 from .cam import CamRunner, Target, resample_maps
 
 # value-scaled tiles (N, C, h, w) and a target -> scores (N, classes) and maps (N, h, w) at the tiles' pixels
-Explainer = Callable[[np.ndarray, Target], tuple[np.ndarray, np.ndarray]]
+# (and, for context maps, optional neighbours (N, 8, C, h, w) to lay around each tile)
+Explainer = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def explainer(card: ModelCard, model: torch.nn.Module, method: str = "gradcam", detail: str = "fine",
               norm: str = "tile", batch: int = 16) -> tuple[Explainer, CamRunner]:
-    """The heatmap as ``classify`` draws it (same maps, same placement on the tile), for tiles in memory."""
+    """The heatmap as ``classify`` draws it (same maps, same placement on the tile), for tiles in memory.
+    ``detail`` 'context': the tiles are laid out in a georeferenced mosaic and drawn by ``classify``'s
+    context pass (see :mod:`.mosaic_context`)."""
     size = (card.input_size, card.input_size)
     runner = CamRunner(model, method, (len(card.bands), *size), detail, norm)
+    if runner.detail == "context":
+        from .mosaic_context import context_explainer
+
+        return context_explainer(card, runner, batch), runner
 
     def run(tiles: np.ndarray, target: Target = None) -> tuple[np.ndarray, np.ndarray]:
         probs, maps = [], []
@@ -79,9 +86,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def paste_set(images: Sequence[np.ndarray], labels: Sequence[int], n: int, patch: int,
-              seed: int = 0) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
+              seed: int = 0, bases: list[int] | None = None
+              ) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
     """``n`` pastes: tiles, the pasted class of each and the patch's top-left (y, x). Base and source are
-    images of two different classes drawn at random, the patch cut and pasted at random places."""
+    images of two different classes drawn at random, the patch cut and pasted at random places; ``bases``
+    (a list) receives each paste's base image index."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     tiles, targets, boxes = [], [], []
@@ -94,24 +103,46 @@ def paste_set(images: Sequence[np.ndarray], labels: Sequence[int], n: int, patch
         y, x = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
         base[:, y : y + patch, x : x + patch] = src[:, sy : sy + patch, sx : sx + patch]
         tiles.append(base)
+        if bases is not None:
+            bases.append(b)
         targets.append(int(labels[s]))
         boxes.append((y, x))
     return np.stack(tiles), targets, boxes
 
 
+def same_class_neighbours(images: np.ndarray, labels: Sequence[int], bases: list[int],
+                          seed: int = 0) -> np.ndarray:
+    """For context maps: 8 other images of each paste's base class (N, 8, C, h, w), so the pasted tile
+    sits in a field of its own class, as a patch of one land cover inside another does in a scene."""
+    rng = np.random.default_rng(seed + 1)
+    labels = np.asarray(labels)
+    out = []
+    for b in bases:
+        pool = np.flatnonzero((labels == labels[b]) & (np.arange(len(labels)) != b))
+        out.append(images[rng.choice(pool, size=8, replace=len(pool) < 8)])
+    return np.stack(out)
+
+
 def pasted_patch(explain: Explainer, tiles: np.ndarray, targets: list[int], boxes: list[tuple[int, int]],
-                 patch: int) -> dict[str, Any]:
-    _, maps = explain(tiles, targets)
+                 patch: int, neighbours: np.ndarray | None = None) -> dict[str, Any]:
+    _, maps = explain(tiles, targets) if neighbours is None else explain(tiles, targets, neighbours)
     h, w = maps.shape[-2:]
-    inside, contrast = 0, []
+    inside, contrast, blank = 0, [], 0
     for m, (y, x), s in zip(maps, boxes, _minmax(maps), strict=True):
+        if float(m.max() - m.min()) <= 1e-6 * max(float(np.abs(maps).max()), 1e-12):
+            blank += 1  # no evidence for the class anywhere: no peak, counted as a miss
+            contrast.append(0.0)
+            continue
         i, j = np.unravel_index(int(np.argmax(m)), m.shape)
         inside += int(y <= i < y + patch and x <= j < x + patch)
         box = s[y : y + patch, x : x + patch]
         contrast.append(box.mean() - (s.sum() - box.sum()) / (h * w - patch * patch))
     n = len(boxes)
+    shown = n - blank
     return {"pastes": n, "patch_px": patch, "peak_inside": round(inside / n, 4),
             "peak_inside_ci95": wilson(inside, n), "chance": round(patch * patch / (h * w), 4),
+            "blank_maps": blank, "peak_inside_shown": round(inside / shown, 4) if shown else None,
+            "peak_inside_shown_ci95": wilson(inside, shown),
             "contrast": round(float(np.mean(contrast)), 4),
             "contrast_ci95_half": round(float(1.96 * np.std(contrast) / np.sqrt(n)), 4)}
 

@@ -111,8 +111,11 @@ class ShardClassifier:
         self.device = pick_device(params.device)
         self.card, self.model, self.path = load_model(params.model, self.device)
         self.target = _cam_target(self.card, params.cam_class)
+        # a shard's tiles are drawn with each tile's own dense map: the context pass (engine/context.py)
+        # reads blocks across shard borders and is not wired into the Ray pipeline yet
+        detail = "fine" if params.heatmap_detail == "context" else params.heatmap_detail
         self.cam, self.runner = cam_and_runner(params, self.card, self.model, self.path, self.device,
-                                               heatmaps, threads, 1)
+                                               heatmaps, threads, 1, detail)
         self.tags: dict[tuple[int, int], str] = {}
 
     def heat_meta(self, plan_tile_px: tuple[int, int]) -> str:
