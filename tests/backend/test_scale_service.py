@@ -51,6 +51,15 @@ def follow(svc: Service, job_id: str, stop: int | None = None, timeout: float = 
     raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
 
 
+def running(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_health_names_the_cluster(svc: Service) -> None:
     status, health = svc.call("/health")
     assert status == 200
@@ -69,9 +78,10 @@ def test_a_cancelled_job_stops_the_cluster_work_and_leaves_nothing(svc: Service,
     svc.call(f"/jobs/{job['id']}/cancel", {})
     job, _ = follow(svc, job["id"], timeout=30)
     assert job["state"] == "cancelled" and time.time() - t0 < 15, (job["state"], time.time() - t0)
-    for pid in pids:  # the model actor was killed, not left to finish its shards
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    t1 = time.time()  # the model actor was killed, not left to finish its shards
+    while any(map(running, pids)) and time.time() - t1 < 10:
+        time.sleep(0.1)
+    assert pids and not any(map(running, pids)), pids
     time.sleep(2)  # nothing written after the cancel either: no output, no temporary, no run folder
     assert sorted(os.listdir(tmp_path / "cancel")) == []
 

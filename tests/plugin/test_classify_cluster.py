@@ -4,6 +4,8 @@ into the same styled layers; without the setting the dialog says nothing of a cl
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import S2_BANDS, polygon_layer
 from qgis.core import QgsProject, QgsSettings
@@ -75,3 +77,36 @@ def test_without_the_setting_no_cluster_is_shown(manager, qgis_iface, qtbot, s2_
     assert manager.health.get("ray") is None
     assert dialog.cluster.isHidden() and dialog.cluster.text() == "" and dialog.cluster.suffix == ""
     assert "classify jobs: in the service process" in diagnostics_text(manager, start=False)
+
+
+def test_cancel_in_the_dialog_stops_the_cluster_job(ray_manager, qgis_iface, qtbot, s2_layer) -> None:
+    dialog = dialog_for(qgis_iface, ray_manager, qtbot)
+    dialog.open_for(s2_layer)
+    dialog.model.setCurrentText("sentinel2-eurosat")
+    qtbot.keyClicks(dialog.band_names, S2_BANDS)
+    qtbot.keyClick(dialog.band_names, Qt.Key_Return)
+    dialog.input_scale.setValue(1000)
+    dialog.tile_size.setValue(16)  # thousands of tiles, dozens of shards: long enough to cancel mid-way
+    before = set(QgsProject.instance().mapLayers())
+    task = dialog.run()
+    qtbot.waitUntil(lambda: task.last_job.get("done", 0) > 0, timeout=120_000)  # a shard is done
+    assert task.last_job["done"] < task.last_job["total"]
+    qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: task.completed, timeout=60_000)
+    assert task.cancelled, (task.error, task.last_job)
+    assert not task.added and set(QgsProject.instance().mapLayers()) == before
+    assert not os.path.exists(task.tmp) and "Cancelled" in dialog.status.text(), dialog.status.text()
+    job = ray_manager.client().job(task.last_job["id"])
+    assert job["state"] == "cancelled", job
+    pids = job["metrics"].get("ray_actor_pids")
+    assert pids, job["metrics"]
+    qtbot.waitUntil(lambda: not any(map(running, pids)), timeout=10_000)  # the model actor was killed
+
+
+def running(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
