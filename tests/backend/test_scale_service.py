@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import S2_SCENE
+from rs_scene.scale.service import CONTEXT_NOTE
 from scale_common import SUBSET, assert_same_outputs, reference
 from service_client import S2, Service, launch
 
@@ -139,10 +140,10 @@ def test_a_cancel_while_the_outputs_are_written_leaves_nothing(tmp_path: Path) -
         if stage == "writing outputs":
             threading.Thread(target=cancel_once_writing, daemon=True).start()
 
-    params = ClassifyParams(raster=str(SUBSET), model=S2["model"], bands=S2["bands"], input_scale=1000,
-                            device="cpu", **out)
+    params = ClassifyParams(raster=str(S2_SCENE), model=S2["model"], bands=S2["bands"], input_scale=1000,
+                            stride=32, device="cpu", **out)  # 841 tiles: the merge writes for ~1 s
     with ray_session("local", 2) as ray, pytest.raises(Cancelled):
-        classify_on_cluster(Cluster("local", ray, 9), params, JobHooks(report, cancel, lambda m: None))
+        classify_on_cluster(Cluster("local", ray, 290), params, JobHooks(report, cancel, lambda m: None))
     assert "writing outputs" in stages and seen, "cancelled while the merge was writing"
     assert sorted(os.listdir(folder)) == []
 
@@ -167,7 +168,9 @@ def test_a_layer_sent_by_value_runs_on_a_local_cluster(svc: Service, tmp_path: P
     assert job["state"] == "done", job["error"]
     res = job["result"]
     assert (res["tiles_total"], res["tiles_classified"], res["cluster"]) == (6, 6, "local")
-    assert not res["warnings"] and all(Path(p).exists() for p in res["outputs"].values())
+    assert all(Path(p).exists() for p in res["outputs"].values())
+    # the default heatmap detail (context) is drawn tile by tile on Ray, and the result says so
+    assert res["warnings"] == [CONTEXT_NOTE], res["warnings"]
 
 
 def test_a_layer_sent_by_value_stays_here_with_a_remote_cluster() -> None:

@@ -33,6 +33,8 @@ from .work import card_of_params
 
 OUTPUT_KEYS = ("out_gpkg", "heatmap", "class_raster")
 RESULT_NAMES = {"out_gpkg": "grid", "heatmap": "heatmap", "class_raster": "classes"}
+CONTEXT_NOTE = ("the heatmap was drawn tile by tile ('heatmap_detail' fine) on the Ray cluster: the context "
+                "detail is not in the Ray pipeline yet (classes and probabilities are the same)")
 
 
 @dataclass
@@ -79,7 +81,7 @@ class JobScheduler(Scheduler):
         self.staged, self.hooks, self.cluster = staged, hooks, cluster
         self.total, self.done = 0, 0
         super().__init__(cluster.ray, opts, manifest, manifest.state(), Progress(log=_log))
-        self.poll_s = 0.2
+        self.poll_s = 0.1
         self.pids = {a.pid.remote(): i for i, a in enumerate(self.actors)}
         self.hooks.report(0, 0, "planning on the cluster")
 
@@ -158,13 +160,19 @@ def classify_on_cluster(cluster: Cluster, params: ClassifyParams, hooks: JobHook
             sched.stop()
         _remove_staged([p for p in staged.values() if p])
         shutil.rmtree(run_dir, ignore_errors=True)
-    res = st.result
+    res, plan = st.result, st.plan or {}
     return {"tiles_total": res["tiles_total"], "tiles_classified": res["tiles_classified"],
             "tiles_skipped": res["tiles_skipped"], "class_counts": res["class_counts"],
             "seconds": round(time.perf_counter() - t0, 3),
             "outputs": {RESULT_NAMES[k]: v for k, v in targets.items()}, "model": card.name,
-            "warnings": list(st.plan.get("warnings", [])) if st.plan else [],
-            "cluster": cluster.address, "shards": len(st.plan["shards"]) if st.plan else 0}
+            "warnings": list(plan.get("warnings", [])) + _notes(params),
+            "cluster": cluster.address, "shards": len(plan.get("shards", []))}
+
+
+def _notes(params: ClassifyParams) -> list[str]:
+    """What differs from a local classify with these options (the work's own ShardClassifier draws the
+    context detail as fine, see scale/work.py)."""
+    return [CONTEXT_NOTE] if params.heatmap and params.heatmap_detail == "context" else []
 
 
 def _remove_staged(paths: list[str]) -> None:
