@@ -119,15 +119,17 @@ def run_seed(data: SceneData, seed: int, tmp: Path, epochs: int) -> dict[str, An
                        "n_heldout": card_f.training["n_heldout"], "seconds": round(tf, 1)}}
 
 
-def aberystwyth(tmp: Path, seed: int = 0) -> dict[str, Any]:
+def aberystwyth(tmp: Path, seed: int = 0, tile: int = 32, block: int = 2,
+                classes: list[str] | None = None) -> dict[str, Any]:
     """The real scene (x1000, 10 bands) with sea, town and farmland polygons, trained with the Training
     dialog's defaults (pretrain's own options) but 32-px tiles and 2 x 2-tile blocks (the town is 3 x 3 such
     tiles): the share of each class's own polygon tiles that classify gives that class (read with
-    --input-scale 1000 as the polygons were trained), and the held-out figures."""
+    --input-scale 1000 as the polygons were trained), and the held-out figures. ``tile``, ``block`` and
+    ``classes`` (a subset of the polygons' classes) change that case (``--aber-case``)."""
     scene = str(SHARED / "scenes" / "sentinel2_aberystwyth_20210527_10band.tif")
-    labels = aber_labels(scene, tmp / "aber.gpkg")
+    labels = aber_labels(scene, tmp / "aber.gpkg", classes)
     bands = "B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12"
-    data = load_polygons(scene, str(labels), "class", PolygonSampling(tile_size=32, block=2, seed=seed),
+    data = load_polygons(scene, str(labels), "class", PolygonSampling(tile_size=tile, block=block, seed=seed),
                          InputOptions(bands=bands, input_scale=1000))
     t0 = time.perf_counter()
     settings = TrainSettings(device="cpu", seed=seed)
@@ -137,7 +139,8 @@ def aberystwyth(tmp: Path, seed: int = 0) -> dict[str, Any]:
     classify_raster(ClassifyParams(raster=scene, model=str(tmp / "aber.pt"), out_gpkg=str(grid), device="cpu",
                                    bands=bands, edge="drop"))
     with fiona.open(grid) as src:
-        pred = {(f.properties["col"] * 32, f.properties["row"] * 32): f.properties["class_name"] for f in src}
+        pred = {(f.properties["col"] * tile, f.properties["row"] * tile): f.properties["class_name"]
+                for f in src}
     own: dict[str, list[bool]] = {}
     for f, y in zip(data.files, data.y.tolist(), strict=True):
         x, yy = (int(v[1:]) for v in f.split("_")[1:])
@@ -145,6 +148,7 @@ def aberystwyth(tmp: Path, seed: int = 0) -> dict[str, Any]:
     return {"seed": seed, "own_polygons": {c: f"{sum(v)}/{len(v)}" for c, v in own.items()},
             "own_share": {c: float(np.mean(v)) for c, v in own.items()},
             "init": card.method_config.get("init"), "input_size": card.input_size, "seconds": seconds,
+            "tile": tile, "block": block,
             "training_tiles_balanced": card.metrics.get("training", {}).get("balanced_accuracy"),
             "reported": card.metrics.get("reported"), "label": metrics.get("label"),
             "n_heldout": card.training.get("n_heldout"),
@@ -159,7 +163,7 @@ ABER_BOXES = {  # (col0, row0, cols, rows) in pixels of the 930 x 947 scene, dra
 }
 
 
-def aber_labels(scene: str, path: Path) -> Path:
+def aber_labels(scene: str, path: Path, classes: list[str] | None = None) -> Path:
     import rasterio
 
     with rasterio.open(scene) as ds:
@@ -168,7 +172,7 @@ def aber_labels(scene: str, path: Path) -> Path:
     with fiona.open(path, "w", driver="GPKG", crs_wkt=crs,
                     schema={"geometry": "Polygon", "properties": {"class": "str"}}) as dst:
         for name, boxes in ABER_BOXES.items():
-            for c, r, w, h in boxes:
+            for c, r, w, h in boxes if classes is None or name in classes else []:
                 (x0, y0), (x1, y1) = t @ (c, r), t @ (c + w, r + h)
                 ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
                 dst.write({"geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -183,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="9 images per class (a smoke run)")
     p.add_argument("--only", help="run only the data sets whose name contains this (or 'aberystwyth')")
+    p.add_argument("--aber-case", default="32,2,", help="Aberystwyth: tile size, block size and the classes "
+                   "kept (empty: all), e.g. '64,4,sea+farmland' for the dialog's tile and block")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if not args.only or "aber" in args.only.lower():
-            results["aberystwyth"] = [aberystwyth(tmp, s) for s in range(args.seeds)]
+            tile, block, kept = args.aber_case.split(",")
+            case = (int(tile), int(block), kept.split("+") if kept else None)
+            results["aberystwyth"] = [aberystwyth(tmp, s, *case) for s in range(args.seeds)]
             print(json.dumps(results["aberystwyth"]), flush=True)
         for name, loader in datasets(args.quick).items():
             if args.only and args.only.lower() not in name.lower():
@@ -227,7 +235,9 @@ def aber_table(runs: list[dict[str, Any]], interval: Any) -> str:
     """Per class, the share of its own polygon tiles classify gives it; the held-out OA and balanced
     accuracy; mean and 95 % interval over the seeds."""
     classes = sorted(runs[0]["own_share"])
-    head = f"Aberystwyth ({len(runs)} seeds; init {runs[0]['init']}, {runs[0]['input_size']}-px input)"
+    r0 = runs[0]
+    head = (f"Aberystwyth ({len(runs)} seeds; {r0['tile']}-px tiles, {r0['block']}-tile blocks, init "
+            f"{r0['init']}, {r0['input_size']}-px input)")
     rows = ["", head, "",
             "| " + " | ".join(f"own '{c}' tiles given '{c}'" for c in classes) + " | held-out OA | "
             "held-out balanced acc. | training tiles: balanced acc. |", "|---" * (len(classes) + 3) + "|"]
