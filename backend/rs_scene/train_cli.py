@@ -249,7 +249,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="model file to write (.pt)")
     p.add_argument("--name", help="model name in its card (default: the file name)")
     p.add_argument("--backbone", help="backbone architecture (see `rs-scene models --backbones`)")
-    p.add_argument("--init", help="imagenet, scratch, or a model file (in-domain pre-training)")
+    p.add_argument("--init", help="imagenet, scratch, or a model name / file (in-domain pre-training); "
+                   "pretrain's default 'auto': a shipped model with the raster's bands, else imagenet")
     p.add_argument("--mode", help="pretrain: fine-tune or linear-probe")
     p.add_argument("--epochs", type=int, help="epochs (per stage for two-stage methods)")
     p.add_argument("--batch-size", type=int)
