@@ -265,7 +265,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument(
         "--image-size", type=int, help="resize dataset images to this on loading (folder datasets)"
     )
-    p.add_argument("--input-size", type=int, help="network input edge (default: the image size)")
+    p.add_argument("--input-size", type=int, help="network input edge (default: the image size; raster tiles "
+                   "from pretrained weights at least 128)")
     p.add_argument(
         "--val-fraction",
         type=float,
