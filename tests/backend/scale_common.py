@@ -40,8 +40,7 @@ def reference(raster: Path | str, folder: Path, extra: list[str], heatmap: bool 
     """Single-process ``classify`` of ``raster`` with the same options."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {"grid": folder / "ref.gpkg", "heat": folder / "ref_heat.tif", "classes": folder / "ref_cls.tif"}
-    # classify-many draws each tile's own dense map (the context pass is not on Ray yet): compare with that
-    heat = ["--heatmap", out["heat"], "--heatmap-detail", "fine"] if heatmap else []
+    heat = ["--heatmap", out["heat"]] if heatmap else []
     proc = run_main("classify", raster, *S2_OPTS, *extra, "--out", out["grid"], *heat,
                     "--class-raster", out["classes"])
     assert proc.returncode == 0, proc.stderr

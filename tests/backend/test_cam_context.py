@@ -43,7 +43,7 @@ def test_block_maps_equal_pytorch_grad_cam_on_the_block() -> None:
         plan = make_plan(ds, card, bands=S2_BANDS_OPT, input_scale=1000, extent=_extent(ds, 4, 4, 2, 2))
     heat = context.ContextHeat(cam, card, plan, str(S2_SCENE))
     try:
-        block = context.plan_blocks(plan.tiles, heat.margin, 1)[0][1]  # one tile and its margin
+        block = context.plan_blocks(plan.tiles, plan.area[:2], 64, 64, heat.margin, 1)[0][1]  # one tile
         assert block.window.w == 64 + 2 * 32 and len(block.tiles) == 1
         maps, _ = heat.block_maps(block, [1, 5])
         r = heat._reader(block.window.w).read(block.window)
@@ -91,7 +91,7 @@ def test_blocks_cover_every_tile_once(stride: int, edge: str) -> None:
     rows, cols = tiles[-1].row + 1, tiles[-1].col + 1
     side = context.block_side(rows, cols)
     assert side <= context.MOST_TILES
-    blocks = context.plan_blocks(tiles, 32, side)
+    blocks = context.plan_blocks(tiles, (0, 0), stride, 64, 32, side)
     seen = [t for row in blocks for b in row for t in b.tiles]
     assert sorted(seen, key=lambda t: (t.row, t.col)) == tiles
     for row in blocks:

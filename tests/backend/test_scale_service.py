@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from conftest import S2_SCENE
-from rs_scene.scale.service import CONTEXT_NOTE
 from scale_common import SUBSET, assert_same_outputs, reference
 from service_client import S2, Service, launch
 
@@ -89,7 +88,7 @@ def test_a_cancelled_job_stops_the_cluster_work_and_leaves_nothing(svc: Service,
 
 def test_a_job_on_the_cluster_equals_a_local_classify(svc: Service, tmp_path: Path) -> None:
     out = outputs(tmp_path / "ray", "subset")
-    body = {**S2, "raster": str(SUBSET), "stride": 32, "heatmap_detail": "fine", **out}
+    body = {**S2, "raster": str(SUBSET), "stride": 32, **out}  # the default heatmap: context
     status, job = svc.call("/jobs/classify", body)
     assert status == 202, job
     job, seen = follow(svc, job["id"])
@@ -100,7 +99,7 @@ def test_a_job_on_the_cluster_equals_a_local_classify(svc: Service, tmp_path: Pa
     moving = [d for d, t in seen if t == 100]
     assert moving == sorted(moving) and any(0 < d < 100 for d in moving), "progress per shard, never backwards"
     assert sorted(os.listdir(tmp_path / "ray")) == sorted(Path(p).name for p in out.values())
-    ref = reference(SUBSET, tmp_path / "ref", ["--stride", "32", "--heatmap-detail", "fine"])
+    ref = reference(SUBSET, tmp_path / "ref", ["--stride", "32"])
     assert_same_outputs(ref, tmp_path / "ray" / "subset")
 
 
@@ -169,8 +168,7 @@ def test_a_layer_sent_by_value_runs_on_a_local_cluster(svc: Service, tmp_path: P
     res = job["result"]
     assert (res["tiles_total"], res["tiles_classified"], res["cluster"]) == (6, 6, "local")
     assert all(Path(p).exists() for p in res["outputs"].values())
-    # the default heatmap detail (context) is drawn tile by tile on Ray, and the result says so
-    assert res["warnings"] == [CONTEXT_NOTE], res["warnings"]
+    assert res["warnings"] == [], res["warnings"]
 
 
 def test_a_layer_sent_by_value_stays_here_with_a_remote_cluster() -> None:

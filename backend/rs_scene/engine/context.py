@@ -54,17 +54,20 @@ def block_side(rows: int, cols: int, most: int = MOST_TILES) -> int:
     return math.ceil(n / math.ceil(n / most))
 
 
-def plan_blocks(tiles: list[Tile], margin: int, side: int) -> list[list[Block]]:
-    """The tiles grouped into square blocks of ``side`` x ``side`` tiles (by row and column), by block row."""
+def plan_blocks(tiles: list[Tile], origin: tuple[int, int], stride: int, tile: int, margin: int,
+                side: int) -> list[list[Block]]:
+    """The tiles grouped into square blocks of ``side`` x ``side`` tiles (by row and column), by block row.
+    A block's window is fixed by its place in the grid (``origin``: the grid's top-left raster pixel), not
+    by which of its tiles are asked for: a shard drawing part of a block reads the same pixels as a run
+    drawing all of it, and gets the same maps (a shifted last tile lies inside its block's window)."""
     groups: dict[tuple[int, int], list[Tile]] = defaultdict(list)
     for t in tiles:
         groups[(t.row // side, t.col // side)].append(t)
+    ext = (side - 1) * stride + tile + 2 * margin
     rows: dict[int, list[Block]] = defaultdict(list)
-    for (br, _), ts in sorted(groups.items()):
-        x0, y0 = min(t.x for t in ts), min(t.y for t in ts)
-        ext = max(max(t.x + t.w for t in ts) - x0, max(t.y + t.h for t in ts) - y0)
-        win = Tile(-1, -1, x0 - margin, y0 - margin, ext + 2 * margin, ext + 2 * margin)
-        rows[br].append(Block(win, tuple(ts)))
+    for (br, bc), ts in sorted(groups.items()):
+        x0, y0 = origin[0] + bc * side * stride - margin, origin[1] + br * side * stride - margin
+        rows[br].append(Block(Tile(-1, -1, x0, y0, ext, ext), tuple(ts)))
     return [rows[k] for k in sorted(rows)]
 
 
@@ -134,10 +137,10 @@ class ContextHeat:
         tiles = [t for t in self.plan.tiles if t in classes]
         if not tiles:
             return
-        rows = max(t.row for t in tiles) + 1
-        cols = max(t.col for t in tiles) + 1
+        p = self.plan
+        side = block_side(p.tiles[-1].row + 1, p.tiles[-1].col + 1)  # of the whole grid, not of ``tiles``
         done = 0
-        for block_row in plan_blocks(tiles, self.margin, block_side(rows, cols)):
+        for block_row in plan_blocks(tiles, p.area[:2], p.stride_src, p.tile_src, self.margin, side):
             crops: list[tuple[Tile, np.ndarray, np.ndarray]] = []
             for block in block_row:
                 if cancel is not None and cancel.is_set():

@@ -71,7 +71,7 @@ def _classify_options(p: Any) -> None:
     p.add_argument("--cam-class", help="heatmaps for this class instead of each tile's prediction")
     p.add_argument("--heatmap-norm", choices=("run", "tile"), help="as classify's (default: run)")
     p.add_argument("--heatmap-detail", choices=("context", "fine", "coarse"),
-                   help="as classify's; context is drawn as fine on Ray for now (default: fine)")
+                   help="as classify's (default: context)")
     p.add_argument("--device", default="auto", help="auto (a GPU per actor where there are GPUs) or cpu")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--batch-size", type=int, help="tiles per batch (as classify; at least 128 on GPUs)")

@@ -214,7 +214,7 @@ class Scheduler:
             params = self.params_for(key)
             data = self.read_task.remote(params, shard, self.batch)
             a = min(range(len(self.actors)), key=self.load.__getitem__)
-            ref = self.actors[a].__call__.remote(shard, data, str(self.manifest.parts), key)
+            ref = self.actors[a].__call__.remote(shard, data, str(self.manifest.parts), key, params.raster)
             self.reads[ref] = data
             self.load[a] += 1
             self.pending[ref] = ("shard", key, shard, a, time.perf_counter())

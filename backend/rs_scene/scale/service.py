@@ -33,9 +33,6 @@ from .work import card_of_params
 
 OUTPUT_KEYS = ("out_gpkg", "heatmap", "class_raster")
 RESULT_NAMES = {"out_gpkg": "grid", "heatmap": "heatmap", "class_raster": "classes"}
-CONTEXT_NOTE = ("the heatmap was drawn tile by tile ('heatmap_detail' fine) on the Ray cluster: the context "
-                "detail is not in the Ray pipeline yet (classes and probabilities are the same)")
-
 
 @dataclass
 class Cluster:
@@ -165,14 +162,8 @@ def classify_on_cluster(cluster: Cluster, params: ClassifyParams, hooks: JobHook
             "tiles_skipped": res["tiles_skipped"], "class_counts": res["class_counts"],
             "seconds": round(time.perf_counter() - t0, 3),
             "outputs": {RESULT_NAMES[k]: v for k, v in targets.items()}, "model": card.name,
-            "warnings": list(plan.get("warnings", [])) + _notes(params),
+            "warnings": list(plan.get("warnings", [])),
             "cluster": cluster.address, "shards": len(plan.get("shards", []))}
-
-
-def _notes(params: ClassifyParams) -> list[str]:
-    """What differs from a local classify with these options (the work's own ShardClassifier draws the
-    context detail as fine, see scale/work.py)."""
-    return [CONTEXT_NOTE] if params.heatmap and params.heatmap_detail == "context" else []
 
 
 def _remove_staged(paths: list[str]) -> None:

@@ -20,8 +20,10 @@ import rasterio
 import rasterio.warp
 
 from ..card import ModelCard, read_card
+from ..engine import context
 from ..engine.infer import (
     ClassifyParams,
+    _add_heat,
     _cam_target,
     _infer,
     _write_batch,
@@ -111,47 +113,71 @@ class ShardClassifier:
         self.device = pick_device(params.device)
         self.card, self.model, self.path = load_model(params.model, self.device)
         self.target = _cam_target(self.card, params.cam_class)
-        # a shard's tiles are drawn with each tile's own dense map: the context pass (engine/context.py)
-        # reads blocks across shard borders and is not wired into the Ray pipeline yet
-        detail = "fine" if params.heatmap_detail == "context" else params.heatmap_detail
+        self.params, self.heatmaps, self.threads = params, heatmaps, threads
         self.cam, self.runner = cam_and_runner(params, self.card, self.model, self.path, self.device,
-                                               heatmaps, threads, 1, detail)
-        self.tags: dict[tuple[int, int], str] = {}
+                                               heatmaps, threads, 1)
+        self._fine: tuple[Any, Any] | None = None  # context runs on non-square tiles: each tile's own map
+        self.tags: dict[tuple[Any, ...], str] = {}
 
-    def heat_meta(self, plan_tile_px: tuple[int, int]) -> str:
+    def _for_plan(self, raster: str | None) -> tuple[Any, Any, TilePlan | None]:
+        """The CAM and runner for this shard's raster, and its plan when its heat comes from the context
+        pass (engine/context.py: blocks fixed by the whole grid, so a shard draws what classify draws)."""
+        if self.cam is None or not raster or self.cam.detail != "context":
+            return self.cam, self.runner, None
+        params = dataclasses.replace(self.params, raster=raster)
+        with open_raster(raster) as ds:
+            plan = raster_plan(ds, self.card, params)
+        if context.supported(self.cam, plan):
+            return self.cam, self.runner, plan
+        if self._fine is None:
+            self._fine = cam_and_runner(params, self.card, self.model, self.path, self.device, True,
+                                        self.threads, 1, "fine")
+        return (*self._fine, None)
+
+    def heat_meta(self, plan_tile_px: tuple[int, int], cam: Any = None) -> str:
         """What ``classify`` records of its heatmap (alignment, tags), as JSON for the part files."""
-        if self.cam is None:
+        cam = cam or self.cam
+        if cam is None:
             return "{}"
-        if plan_tile_px not in self.tags:
+        key = (*plan_tile_px, cam.detail)
+        if key not in self.tags:
             plan = SimpleNamespace(tile_src=plan_tile_px[0], tile_src_y=plan_tile_px[1])
-            self.tags[plan_tile_px] = json.dumps(heatmap_record(self.cam, self.card, plan))
-        return self.tags[plan_tile_px]
+            self.tags[key] = json.dumps(heatmap_record(cam, self.card, plan))
+        return self.tags[key]
 
     def pid(self) -> int:
         return os.getpid()
 
-    def __call__(self, shard: Shard, batches: list[Batch], parts_dir: str, key: str) -> dict[str, Any]:
+    def __call__(self, shard: Shard, batches: list[Batch], parts_dir: str, key: str,
+                 raster: str | None = None) -> dict[str, Any]:
+        cam, runner, plan = self._for_plan(raster)
         classes, heat = _Collect(), _Collect()
-        writers: dict[str, Any] = {"classes": classes} | ({"heatmap": heat} if self.cam else {})
+        writers: dict[str, Any] = {"classes": classes} | ({"heatmap": heat} if cam else {})
         status: list[str] = []
         rc: list[tuple[int, int]] = []
         fractions: list[float] = []
-        with small_ops_single_threaded(self.runner):
+        ids: dict[Any, int] = {}
+        tile_cam = None if plan is not None else cam  # context maps come from their own pass, below
+        with small_ops_single_threaded(runner):
             for batch in batches:
-                item = _infer(self.runner, batch, self.card, self.device, False, self.cam, self.target)
-                results = _write_batch(item, self.card, self.cam, self.target, writers)
+                item = _infer(runner, batch, self.card, self.device, False, tile_cam, self.target)
+                results = _write_batch(item, self.card, tile_cam, self.target, writers)
+                ids.update({t: int(r["class_id"]) for t, r in results.items()})
                 for t in batch.tiles:
                     rc.append((t.row, t.col))
                     fractions.append(batch.fractions[t])
                     status.append("classified" if t in results else batch.skipped[t])
+            if plan is not None and raster:  # the context pass over the shard's classified tiles
+                context.context_heat(cam, self.card, plan, raster, ids,
+                                     lambda t, m, v: _add_heat(heat, t, m, v), self.target)
         arrays = {"rc": np.asarray(rc, np.int32).reshape(-1, 2), "fractions": np.asarray(fractions),
                   "status": np.asarray(status, dtype=str),
                   "probs": np.stack([i[0] for i in classes.items]) if classes.items else np.zeros((0, 0))}
-        if self.cam is not None and heat.items:
+        if cam is not None and heat.items:
             arrays["heat"] = np.stack([i[0] for i in heat.items]).astype(np.float32)
             arrays["weight"] = np.stack([i[1] for i in heat.items]).astype(bool)
         first = batches[0].tiles[0] if batches else None
-        arrays["heat_meta"] = np.asarray(self.heat_meta((first.w, first.h)) if first else "{}")
+        arrays["heat_meta"] = np.asarray(self.heat_meta((first.w, first.h), cam) if first else "{}")
         write_part(part_path(parts_dir, key, shard.index), arrays)
         return {"tiles": shard.tiles, "classified": len(classes.items)}
 
