@@ -19,7 +19,8 @@ from pathlib import Path
 
 from rs_scene.engine.infer import ClassifyParams, classify_raster
 
-SETTINGS = [None, ("fine", "run"), ("fine", "tile"), ("coarse", "run"), ("coarse", "tile")]
+SETTINGS = [None, ("context", "run"), ("context", "tile"), ("fine", "run"), ("coarse", "run"),
+            ("coarse", "tile")]
 
 
 def one(raster: str, setting: tuple[str, str] | None, tmp: str, args: argparse.Namespace) -> float:

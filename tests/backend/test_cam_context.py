@@ -127,3 +127,22 @@ def test_context_maps_on_the_demo_scene_are_not_centre_blobs(tmp_path: Path) -> 
         pb[detail] = position_bias(maps)["median_corr"]
     assert tags["HEATMAP_CELLS_PER_TILE"] == "8x8"
     assert pb["context"] < 0.5 and pb["fine"] > 0.8, pb
+
+
+def test_context_maps_from_onnx_runtime_equal_pytorch(tmp_path: Path) -> None:
+    """The context pass runs the dense network through an ONNX export with dynamic height and width where
+    classify runs on ONNX Runtime; its heatmap equals the PyTorch one's."""
+    pytest.importorskip("onnxruntime")
+    with rasterio.open(S2_SCENE) as ds:
+        extent = ",".join(map(str, _extent(ds, 2, 3, 3, 3)))
+    heat = {}
+    for runtime in ("torch", "onnx"):
+        heat[runtime] = tmp_path / f"{runtime}.tif"
+        proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+                        "--input-scale", "1000", "--extent", extent, "--heatmap", heat[runtime],
+                        "--runtime", runtime)
+        assert proc.returncode == 0, proc.stderr
+    with rasterio.open(heat["torch"]) as a, rasterio.open(heat["onnx"]) as b:
+        x, y = a.read(1), b.read(1)
+        assert a.tags()["HEATMAP_DETAIL"] == b.tags()["HEATMAP_DETAIL"] == "context"
+    assert x.shape == y.shape == (192, 192) and np.abs(x - y).max() < 1e-3

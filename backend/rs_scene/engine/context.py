@@ -40,6 +40,20 @@ MARGIN = 0.5  # real pixels around each block, in tiles
 MOST_TILES = 8  # tiles along a block's side, at most
 
 AddFn = Callable[[Tile, np.ndarray, np.ndarray], None]  # (tile, map at its raster px, valid px)
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # network input (1, C, H, W) -> feature map (1, K, h, w)
+
+
+def feature_fn(cam: CamRunner, card: ModelCard, model_path: Any, device: Any, runtime: str,
+               threads: int | None) -> FeatureFn:
+    """The dense network's features for blocks of any size: an ONNX Runtime export with dynamic height and
+    width where ``runtime`` runs on ONNX Runtime (on the CPU, 4-8x PyTorch's speed for these depthwise
+    convolutions), else the PyTorch network."""
+    from .runtime import make_runner
+
+    runner = make_runner(runtime, cam.net, card, model_path, device, threads, 1, variant="context")
+    if runner.name == "onnx":
+        return lambda x: runner.features_and_logits(x)[0]
+    return cam.net.forward_features
 
 
 @dataclass(frozen=True)
@@ -90,8 +104,12 @@ def supported(cam: CamRunner | None, plan: TilePlan) -> bool:
 class ContextHeat:
     """``run(classes, add)``: each classified tile's context map, handed to ``add`` in row-major order."""
 
-    def __init__(self, cam: CamRunner, card: ModelCard, plan: TilePlan, raster: str) -> None:
+    def __init__(self, cam: CamRunner, card: ModelCard, plan: TilePlan, raster: str,
+                 features: FeatureFn | None = None) -> None:
+        """``features``: the dense network's feature map of a block (:func:`feature_fn`: ONNX Runtime where
+        classify runs there); the PyTorch network by default."""
         self.cam, self.card, self.plan, self.raster = cam, card, plan, raster
+        self.features = features or cam.net.forward_features
         self.margin = round(plan.tile_src * MARGIN)
         self.read_ratio = read_size(plan, card) / plan.tile_src  # reader px per raster px
         self.in_ratio = card.input_size / plan.tile_src  # network input px per raster px
@@ -123,7 +141,7 @@ class ContextHeat:
         x = torch.from_numpy(read.data[None]).to(self.device, self.dtype)
         x = upsample_for_inference(normalize(x, self.card.mean, self.card.std), n_in)
         with torch.inference_mode():
-            feats = self.cam.net.forward_features(x)[0].float()
+            feats = self.features(x)[0].float()
             cls = torch.as_tensor(classes, device=feats.device)
             ev = torch.relu(torch.einsum("kc,chw->khw", self.weight[cls], feats))
             ev = torch.nn.functional.interpolate(ev[:, None], size=(n_in, n_in), mode="bilinear",
@@ -178,8 +196,9 @@ class ContextHeat:
 
 def context_heat(cam: CamRunner, card: ModelCard, plan: TilePlan, raster: str, classes: dict[Tile, int],
                  add: AddFn, target: int | None = None, cancel: threading.Event | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
-    heat = ContextHeat(cam, card, plan, raster)
+                 progress: Callable[[int, int], None] | None = None,
+                 features: FeatureFn | None = None) -> None:
+    heat = ContextHeat(cam, card, plan, raster, features)
     try:
         heat.run(classes, add, target, cancel, progress)
     finally:

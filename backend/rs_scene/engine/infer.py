@@ -202,9 +202,8 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
                                                        card.classes)
             cam, runner = cam_and_runner(params, card, model, model_path, device, bool(params.heatmap),
                                          params.threads, params.streams, context.detail_for(params, plan))
-            with small_ops_single_threaded(runner):
-                result = _classify_and_heat(params, card, runner, plan, ds, device, writers, cam, target,
-                                            progress, cancel)
+            result = _classify_and_heat(params, card, runner, plan, ds, device, writers, cam, target,
+                                        progress, cancel, model_path)
             result.runtime = runner.name
             record = _run_record(params, card, model_path, plan, result)
             heat_tags = None
@@ -230,17 +229,22 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
 
 def _classify_and_heat(params: ClassifyParams, card: ModelCard, runner: Runner, plan: TilePlan, ds: Any,
                        device: torch.device, writers: dict[str, Any], cam: CamRunner | None,
-                       target: int | None, progress: ProgressFn, cancel: threading.Event) -> ClassifyResult:
+                       target: int | None, progress: ProgressFn, cancel: threading.Event,
+                       model_path: Path) -> ClassifyResult:
     """The classification pass (with each tile's own heat for tile-local maps), then for context maps
     their own pass over blocks of the classified tiles."""
     if cam is None or not context.supported(cam, plan):
-        return _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
+        with small_ops_single_threaded(runner):
+            return _run(params, card, runner, plan, ds, device, writers, cam, target, progress, cancel)
     classes: dict[Tile, int] = {}
-    result = _run(params, card, runner, plan, ds, device, writers, None, target, progress, cancel, classes)
-    heat = writers["heatmap"]
+    with small_ops_single_threaded(runner):
+        result = _run(params, card, runner, plan, ds, device, writers, None, target, progress, cancel,
+                      classes)
+    heat = writers["heatmap"]  # the context pass, on all the compute threads
+    feats = context.feature_fn(cam, card, model_path, device, params.runtime, params.threads)
     context.context_heat(cam, card, plan, params.raster, classes,
                          lambda t, m, v: _add_heat(heat, t, m, v), target, cancel,
-                         lambda done, total: progress(done, total, "heatmap"))
+                         lambda done, total: progress(done, total, "heatmap"), feats)
     return result
 
 

@@ -96,14 +96,17 @@ def prune_onnx_cache(keep: int = ONNX_CACHE_KEEP, cache: Path | None = None) -> 
     return gone
 
 
-def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
+def export_onnx(model: nn.Module, card: ModelCard, path: Path, spatial: bool = False) -> Path:
     """Export ``model`` with outputs ``logits`` and (when it has ``forward_features``) ``features``, a dynamic
-    batch axis, written atomically."""
+    batch axis (and, with ``spatial``, dynamic height and width: the context heatmap's blocks), written
+    atomically."""
     has_feats = hasattr(model, "forward_features") and hasattr(model, "forward_head")
     net = (_WithFeatures(model) if has_feats else model).eval()
     net.to("cpu", memory_format=torch.contiguous_format)
     x = torch.zeros(2, len(card.bands), card.input_size, card.input_size)
     names = ["logits", "features"] if has_feats else ["logits"]
+    hw = {2: "height", 3: "width"} if spatial else {}
+    fhw = {2: "cells_y", 3: "cells_x"} if spatial else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -111,7 +114,8 @@ def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (x,), tmp, input_names=["x"], output_names=names, dynamo=False,
-                              dynamic_axes={"x": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                              dynamic_axes={"x": {0: "batch", **hw}, "logits": {0: "batch"},
+                                            **({"features": {0: "batch", **fhw}} if has_feats else {})},
                               opset_version=17)
         os.replace(tmp, path)
     finally:
@@ -143,7 +147,7 @@ class OnnxRunner:
             except OSError:  # a read-only cache still serves its exports
                 pass
         else:
-            export_onnx(model, card, path)
+            export_onnx(model, card, path, spatial=variant == "context")
             prune_onnx_cache()
         threads = threads or compute_threads()
         self.streams = max(1, min(streams or threads, threads))

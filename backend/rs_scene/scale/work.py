@@ -117,6 +117,7 @@ class ShardClassifier:
         self.cam, self.runner = cam_and_runner(params, self.card, self.model, self.path, self.device,
                                                heatmaps, threads, 1)
         self._fine: tuple[Any, Any] | None = None  # context runs on non-square tiles: each tile's own map
+        self._feats: Any = None  # the context pass's dense features (ONNX Runtime where classify runs there)
         self.tags: dict[tuple[Any, ...], str] = {}
 
     def _for_plan(self, raster: str | None) -> tuple[Any, Any, TilePlan | None]:
@@ -167,9 +168,12 @@ class ShardClassifier:
                     rc.append((t.row, t.col))
                     fractions.append(batch.fractions[t])
                     status.append("classified" if t in results else batch.skipped[t])
-            if plan is not None and raster:  # the context pass over the shard's classified tiles
-                context.context_heat(cam, self.card, plan, raster, ids,
-                                     lambda t, m, v: _add_heat(heat, t, m, v), self.target)
+        if plan is not None and raster:  # the context pass over the shard's classified tiles
+            if self._feats is None:
+                self._feats = context.feature_fn(cam, self.card, self.path, self.device, self.params.runtime,
+                                                 self.threads)
+            context.context_heat(cam, self.card, plan, raster, ids, lambda t, m, v: _add_heat(heat, t, m, v),
+                                 self.target, features=self._feats)
         arrays = {"rc": np.asarray(rc, np.int32).reshape(-1, 2), "fractions": np.asarray(fractions),
                   "status": np.asarray(status, dtype=str),
                   "probs": np.stack([i[0] for i in classes.items]) if classes.items else np.zeros((0, 0))}
