@@ -37,7 +37,8 @@ class PretrainConfig(MethodConfig):
                     choices=["fine-tune", "linear-probe"])
     lr: float = opt(0.0, "base learning rate; 0 = the paper's (3e-3 scratch, 3e-4 fine-tune, 1e-3 probe)")
     warmup_epochs: int = opt(5, "epochs of linear learning-rate warm-up")
-    min_steps: int = opt(0, "at least this many optimiser steps: small sets train more epochs (0 = off)")
+    min_steps: int = opt(200, "at least this many optimiser steps: a small set trains more epochs than the "
+                         "default (0 = off; given epochs are kept unless min_steps is given too)")
 
 
 def load_init_backbone(init: str, backbone: str, bands: list[str]) -> nn.Module:

@@ -59,6 +59,8 @@ def create_method(name: str, options: dict[str, Any] | None = None, **kwargs: An
         choices = valid[key].metadata.get("choices")
         if choices and value not in choices:
             raise RSSceneError(f"method '{name}': option {key}={value!r} must be one of {', '.join(choices)}")
+    if "min_steps" in valid and "epochs" in options and "min_steps" not in options:
+        options["min_steps"] = 0  # epochs given: exactly that many (min_steps only lifts the default)
     return cls(cls.Config(**options), **kwargs)
 
 
