@@ -146,3 +146,22 @@ def test_context_maps_from_onnx_runtime_equal_pytorch(tmp_path: Path) -> None:
         x, y = a.read(1), b.read(1)
         assert a.tags()["HEATMAP_DETAIL"] == b.tags()["HEATMAP_DETAIL"] == "context"
     assert x.shape == y.shape == (192, 192) and np.abs(x - y).max() < 1e-3
+
+
+def test_block_alignment_is_the_same_at_sizes_a_total_stride_apart() -> None:
+    """The context pass measures the cells' placement once, at the smallest size a whole number of the
+    network's total stride (32) from a block's: the same placement as at the block's own size."""
+    card, model, _ = load_model("sentinel2-eurosat", torch.device("cpu"))
+    cam = CamRunner(model, "gradcam", (10, 128, 128), "context", "run")
+    at = {n: cam_alignment(cam.net, cam.net.cam_layer, 10, (n, n)) for n in (128, 288, 512)}
+    assert at[128] == at[288] == at[512] == ((1.0, 7.5), (1.0, 7.5))
+    heat = context.ContextHeat(cam, card, make_plan_for_subset(card), str(S2_SCENE))
+    try:
+        assert heat._align(512) == at[512]
+    finally:
+        heat.close()
+
+
+def make_plan_for_subset(card: ModelCard) -> object:
+    with rasterio.open(S2_SCENE) as ds:
+        return make_plan(ds, card, bands=S2_BANDS_OPT, input_scale=1000, extent=_extent(ds, 0, 0, 2, 2))

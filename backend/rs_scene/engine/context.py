@@ -118,6 +118,9 @@ class ContextHeat:
         p = next(cam.net.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.weight = cam.model.head.weight.detach().float().to(p.device)
+        with torch.inference_mode():  # cells of the dense grid per network input
+            self._cells = cam.net.forward_features(torch.zeros(1, len(card.bands), card.input_size,
+                                                               card.input_size, device=p.device)).shape[-1]
 
     def _reader(self, size: int) -> TileReader:
         if size not in self.readers:
@@ -126,10 +129,15 @@ class ContextHeat:
         return self.readers[size]
 
     def _align(self, n_in: int) -> Alignment:
-        if n_in not in self.aligns:
-            self.aligns[n_in] = cam_alignment(self.cam.net, self.cam.net.cam_layer, len(self.card.bands),
-                                              (n_in, n_in))
-        return self.aligns[n_in]
+        """:func:`cam_alignment` at the block's input size. It follows one forward pass (1 s at 1152 px);
+        for sizes a whole number of the network's total stride apart it is the same, so it is measured at
+        the smallest such size."""
+        stride = self.card.input_size // max(self._cells, 1) * 2  # the undensified network's total stride
+        probe = n_in if n_in % stride else stride * 4
+        if probe not in self.aligns:
+            self.aligns[probe] = cam_alignment(self.cam.net, self.cam.net.cam_layer, len(self.card.bands),
+                                               (probe, probe))
+        return self.aligns[probe]
 
     def block_maps(self, block: Block, classes: list[int]) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """Per class, the block window's evidence map at raster pixels; and the window's valid pixels (at
