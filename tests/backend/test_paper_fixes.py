@@ -111,6 +111,17 @@ def test_pretrain_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept(
     assert both.stages()[0].epochs == 25
 
 
+
+def test_pskd_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept() -> None:
+    """PSKD's pair batches hold B/2 anchors: 63 images at batch 32 are 4 batches an epoch, 50 epochs."""
+    method = create_method("pskd", {"teacher": "t.pt"}, num_classes=3, bands=["B04"])
+    method.n_train = 63
+    assert method.config.min_steps == 200 and method.stages()[0].epochs == 50
+    given = create_method("pskd", {"teacher": "t.pt", "epochs": 4}, num_classes=3, bands=["B04"])
+    given.n_train = 63
+    assert given.config.min_steps == 0 and given.stages()[0].epochs == 4
+
+
 def test_bwms_leaky_relu_inside_and_old_files_keep_relu() -> None:
     method = create_method("bwms", {}, num_classes=10, bands=S2_TEN)
     net = method.build_model()

@@ -40,7 +40,7 @@ from ..losses import MixupKDLoss, PairwiseKDLoss
 from ..losses.distill import kd_kl
 from ..models import SceneClassifier
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, even_batches, opt
+from .base import Method, MethodConfig, Stage, even_batches, n_batches, opt
 from .pretrain import load_init_backbone
 from .registry import build_inference_model, register_method
 
@@ -59,6 +59,8 @@ class PSKDConfig(MethodConfig):
     mixup_alpha: float = opt(1.0, "a of the Beta(a, a) mixing coefficient (the paper does not state it)")
     lr: float = opt(0.03, "SGD learning rate (the paper's 0.1 is for 200 epochs)")
     weight_decay: float = opt(5e-4, "weight decay")
+    min_steps: int = opt(200, "at least this many optimiser steps: a small set trains more epochs than the "
+                         "default (0 = off; given epochs are kept unless min_steps is given too)")
 
 
 class TeacherAdapter(nn.Module):
@@ -138,6 +140,7 @@ class PSKDMethod(Method):
 
     def prepare_data(self, card: ModelCard, train: SceneData) -> None:
         self.card = card
+        self.n_train = len(train)
         self.teacher = load_teacher(self.config.teacher, card)
 
     def build_model(self) -> nn.Module:
@@ -152,7 +155,11 @@ class PSKDMethod(Method):
         return PSKDNet(student, TeacherAdapter(teacher, self.card, t_card, order))
 
     def stages(self) -> list[Stage]:
-        return [Stage("distill", self.config.epochs)]
+        c, n = self.config, getattr(self, "n_train", 0)
+        epochs = c.epochs
+        if n and c.min_steps > 0:  # batches of B/2 anchors and their partners
+            epochs = max(epochs, -(-c.min_steps // n_batches(n, max(c.batch_size // 2, 1))))
+        return [Stage("distill", epochs)]
 
     def batch_indices(self, stage: Stage, data: SceneData, batch_size: int, generator: torch.Generator):
         """Batches of B/2 random anchors followed by one same-class partner for each (itself if alone)."""
