@@ -29,7 +29,7 @@ import torch
 
 from ..card import ModelCard
 from ..data.transforms import normalize, upsample_for_inference
-from ..explain.cam import Alignment, CamRunner, cam_alignment, resample_maps
+from ..explain.cam import Alignment, CamRunner, cam_alignment, evidence_from_features, resample_maps
 from ..io.raster import TileReader
 from ..io.tiling import Tile
 from .plan import TilePlan, mask_function
@@ -117,7 +117,7 @@ class ContextHeat:
         self.aligns: dict[int, Alignment] = {}
         p = next(cam.net.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.weight = cam.model.head.weight.detach().float().to(p.device)
+        self.weight = cam.model.head.weight.detach().to(p.device)
         with torch.inference_mode():  # cells of the dense grid per network input
             self._cells = cam.net.forward_features(torch.zeros(1, len(card.bands), card.input_size,
                                                                card.input_size, device=p.device)).shape[-1]
@@ -149,11 +149,10 @@ class ContextHeat:
         x = torch.from_numpy(read.data[None]).to(self.device, self.dtype)
         x = upsample_for_inference(normalize(x, self.card.mean, self.card.std), n_in)
         with torch.inference_mode():
-            feats = self.features(x)[0].float()
+            feats = self.features(x)
             cls = torch.as_tensor(classes, device=feats.device)
-            ev = torch.relu(torch.einsum("kc,chw->khw", self.weight[cls], feats))
-            ev = torch.nn.functional.interpolate(ev[:, None], size=(n_in, n_in), mode="bilinear",
-                                                 align_corners=False)[:, 0].cpu().numpy()
+            ev = evidence_from_features(feats.expand(len(classes), -1, -1, -1), self.weight, cls,
+                                        (n_in, n_in)).cpu().numpy()
         maps = resample_maps(ev, (side, side), self._align(n_in))
         return dict(zip(classes, maps, strict=True)), read.valid
 

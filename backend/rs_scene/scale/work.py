@@ -118,6 +118,7 @@ class ShardClassifier:
                                                heatmaps, threads, 1)
         self._fine: tuple[Any, Any] | None = None  # context runs on non-square tiles: each tile's own map
         self._feats: Any = None  # the context pass's dense features (ONNX Runtime where classify runs there)
+        self._plan: tuple[str, TilePlan] | None = None  # the last raster's plan, for its next shards
         self.tags: dict[tuple[Any, ...], str] = {}
 
     def _for_plan(self, raster: str | None) -> tuple[Any, Any, TilePlan | None]:
@@ -126,8 +127,10 @@ class ShardClassifier:
         if self.cam is None or not raster or self.cam.detail != "context":
             return self.cam, self.runner, None
         params = dataclasses.replace(self.params, raster=raster)
-        with open_raster(raster) as ds:
-            plan = raster_plan(ds, self.card, params)
+        if self._plan is None or self._plan[0] != raster:  # a raster's shards come one after another
+            with open_raster(raster) as ds:
+                self._plan = (raster, raster_plan(ds, self.card, params))
+        plan = self._plan[1]
         if context.supported(self.cam, plan):
             return self.cam, self.runner, plan
         if self._fine is None:
