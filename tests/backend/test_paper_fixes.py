@@ -141,3 +141,39 @@ def test_stride2_stem_resnet_runs_its_body_on_the_half_grid() -> None:
     assert sum(p.numel() for p in s4.parameters()) == sum(p.numel() for p in s2.parameters())
     method = create_method("bwms", {"stem": "conv-s2"}, num_classes=10, bands=S2_TEN)
     assert method.card_fields()["architecture"] == "resnet18_s2"
+
+
+def test_ddrl_am_defaults_lift_both_stages_and_scale_the_lr_step() -> None:
+    """63 images at batch 32 (2 batches an epoch): both stages 100 epochs, the x0.1 step every 100 (its
+    default 10 of 10 epochs: no decay inside the run, as before); a given step of 5 of 10 becomes 50."""
+    method = create_method("ddrl-am", {"init": "scratch"}, num_classes=3, bands=["B04", "B03", "B02"])
+    method.n_train = 63
+    first, two = method.stages()
+    assert method.config.min_steps == 200 and (first.epochs, two.epochs) == (100, 100)
+    assert two.info["lr_step"] == 100 and first.info["lr_step"] == 100
+    halved = create_method("ddrl-am", {"init": "scratch", "lr_step": 5}, num_classes=3, bands=["B04"])
+    halved.n_train = 63
+    stage = halved.stages()[1]
+    model = halved.build_model()
+    _, sched = halved.configure_optimizer(model, stage, 2)
+    factors = [f(e) for e in (49, 50) for f in sched.lr_lambdas[1:]]
+    assert stage.info["lr_step"] == 50 and factors == [1.0, 0.1]
+    given = create_method("ddrl-am", {"init": "scratch", "epochs": 4}, num_classes=3, bands=["B04"])
+    given.n_train = 63
+    assert given.config.min_steps == 0 and [s.epochs for s in given.stages()] == [4, 4]
+    assert given.stages()[1].info["lr_step"] == 10
+
+
+def test_scl_defaults_lift_stage_1_and_scale_its_warmup() -> None:
+    """Stage 1 (contrastive) of 63 images at batch 32: 100 epochs with 20 of warm-up (2 of 10 before);
+    stage 2 on cached features keeps its 100 epochs."""
+    method = create_method("scl", {"init": "scratch"}, num_classes=3, bands=["B04", "B03", "B02"])
+    method.n_train = 63
+    first, second = method.stages()
+    assert method.config.min_steps == 200 and (first.epochs, second.epochs) == (100, 100)
+    _, sched = method.configure_optimizer(method.build_model(), first, 2)
+    lam = sched.lr_lambdas[0]
+    assert first.info["warmup"] == 20 and lam(0) == 1 / 21 and lam(19) == 20 / 21 and lam(20) == 1.0
+    given = create_method("scl", {"init": "scratch", "epochs": 3}, num_classes=3, bands=["B04"])
+    given.n_train = 63
+    assert given.config.min_steps == 0 and given.stages()[0].epochs == 3

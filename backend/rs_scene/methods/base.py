@@ -43,6 +43,14 @@ def n_batches(n: int, batch_size: int) -> int:
     return max(1, int(n / batch_size + 0.5))
 
 
+def lifted_epochs(epochs: int, n: int, batch_size: int, min_steps: int) -> int:
+    """``epochs``, raised until ``n`` images in batches of ``batch_size`` make at least ``min_steps``
+    optimiser steps (``min_steps`` 0 or an unknown ``n``: unchanged)."""
+    if n <= 0 or min_steps <= 0:
+        return epochs
+    return max(epochs, -(-min_steps // n_batches(n, batch_size)))
+
+
 def even_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """``order`` cut into :func:`n_batches` batches of near-equal size (between 2/3 and 3/2 of
     ``batch_size``): every image is used each epoch and no tiny last batch gives a noisy step (100 images at

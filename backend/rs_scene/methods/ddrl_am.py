@@ -36,7 +36,7 @@ from ..errors import RSSceneError
 from ..losses import CenterLoss
 from ..models import SceneClassifier, create_backbone
 from ..models.sft import DDRLAMNet
-from .base import Method, MethodConfig, Stage, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt
 from .pretrain import load_init_backbone
 from .registry import register_method
 
@@ -56,6 +56,8 @@ class DDRLAMConfig(MethodConfig):
     )
     center_lr: float = opt(0.5, "alpha: learning rate of the class centers")
     dropout: float = opt(0.0, "dropout before the classifier")
+    min_steps: int = opt(200, "at least this many optimiser steps per stage: a small set trains more epochs "
+                         "(lr_step scaled alike; 0 = off; given epochs kept unless min_steps is given)")
 
 
 class DDRLAMTrainNet(nn.Module):
@@ -124,6 +126,7 @@ class DDRLAMMethod(Method):
 
     def prepare_data(self, card: ModelCard, train: SceneData) -> None:
         self.card = card
+        self.n_train = len(train)
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -133,9 +136,15 @@ class DDRLAMMethod(Method):
         return DDRLAMTrainNet(net, center)
 
     def stages(self) -> list[Stage]:
+        """The two stages; with ``min_steps`` on a small set each is lifted to that many steps, and the
+        stage's ``lr_step`` grows by the same factor (the decay stays at the same share of it)."""
+        c, n = self.config, getattr(self, "n_train", 0)
+        two = lifted_epochs(c.epochs, n, c.batch_size, c.min_steps)
+        first = c.stage1_epochs or two
+        base = c.stage1_epochs or c.epochs
         return [
-            Stage("attention", self.config.stage1_epochs or self.config.epochs),
-            Stage("two-stream", self.config.epochs),
+            Stage("attention", first, {"lr_step": max(round(c.lr_step * first / base), 1)}),
+            Stage("two-stream", two, {"lr_step": max(round(c.lr_step * two / c.epochs), 1)}),
         ]
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
@@ -215,7 +224,7 @@ class DDRLAMMethod(Method):
         optim = torch.optim.Adam(
             groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=c.weight_decay, amsgrad=True
         )
-        step = max(c.lr_step, 1)
+        step = max(stage.info.get("lr_step", c.lr_step), 1)
         # the paper decays only the SFT and classifier rates; the fine-tuned backbone keeps its 1e-4
         return optim, torch.optim.lr_scheduler.LambdaLR(optim, [lambda e: 1.0, lambda e: 0.1 ** (e // step)])
 

@@ -24,7 +24,7 @@ from ..card import load_model_file
 from ..errors import RSSceneError
 from ..models import SceneClassifier, create_backbone
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, n_batches, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt
 from .registry import build_inference_model, register_method
 
 
@@ -88,10 +88,7 @@ class PretrainMethod(Method):
     def stages(self) -> list[Stage]:
         c = self.config
         n = getattr(self, "n_train", 0)
-        epochs = c.epochs
-        if n and c.min_steps > 0:
-            epochs = max(epochs, -(-c.min_steps // n_batches(n, c.batch_size)))
-        return [Stage(c.mode, epochs)]
+        return [Stage(c.mode, lifted_epochs(c.epochs, n, c.batch_size, c.min_steps))]
 
     def base_lr(self) -> float:
         if self.config.lr > 0:

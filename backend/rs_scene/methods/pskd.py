@@ -40,7 +40,7 @@ from ..losses import MixupKDLoss, PairwiseKDLoss
 from ..losses.distill import kd_kl
 from ..models import SceneClassifier
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, even_batches, n_batches, opt
+from .base import Method, MethodConfig, Stage, even_batches, lifted_epochs, opt
 from .pretrain import load_init_backbone
 from .registry import build_inference_model, register_method
 
@@ -156,10 +156,8 @@ class PSKDMethod(Method):
 
     def stages(self) -> list[Stage]:
         c, n = self.config, getattr(self, "n_train", 0)
-        epochs = c.epochs
-        if n and c.min_steps > 0:  # batches of B/2 anchors and their partners
-            epochs = max(epochs, -(-c.min_steps // n_batches(n, max(c.batch_size // 2, 1))))
-        return [Stage("distill", epochs)]
+        # batches of B/2 anchors and their partners
+        return [Stage("distill", lifted_epochs(c.epochs, n, max(c.batch_size // 2, 1), c.min_steps))]
 
     def batch_indices(self, stage: Stage, data: SceneData, batch_size: int, generator: torch.Generator):
         """Batches of B/2 random anchors followed by one same-class partner for each (itself if alone)."""

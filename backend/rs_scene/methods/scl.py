@@ -39,7 +39,7 @@ from ..data.transforms import normalize, random_flip_rot90, random_resized_crop,
 from ..errors import RSSceneError
 from ..losses import SupConLoss
 from ..models import SceneClassifier
-from .base import Method, MethodConfig, Stage, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt
 from .pretrain import load_init_backbone
 from .registry import register_method
 
@@ -60,6 +60,8 @@ class SCLConfig(MethodConfig):
     classifier_weight_decay: float = opt(5e-5, "classifier weight decay")
     crop_scale: float = opt(0.5, "smallest area share of the random resized crop of a view")
     dropout: float = opt(0.0, "dropout before the classifier")
+    min_steps: int = opt(200, "at least this many stage-1 optimiser steps: a small set trains more epochs "
+                         "(warm-up scaled alike; 0 = off; given epochs kept unless min_steps is given)")
 
 
 class SCLNet(nn.Module):
@@ -159,6 +161,7 @@ class SCLMethod(Method):
 
     def prepare_data(self, card: ModelCard, train: SceneData) -> None:
         self.card = card
+        self.n_train = len(train)
         counts = torch.as_tensor(train.class_counts(), dtype=torch.float32)
         self.class_weights = counts[counts > 0].min() / counts.clamp_min(1)  # Eq. 3: n_min / n_c
 
@@ -168,9 +171,13 @@ class SCLMethod(Method):
         return SCLNet(SceneClassifier(backbone, self.num_classes, dropout=c.dropout), c.proj_dim)
 
     def stages(self) -> list[Stage]:
+        """Stage 1 lifted to ``min_steps`` on a small set, its warm-up by the same factor; stage 2 (on cached
+        features) keeps its epochs."""
+        c, n = self.config, getattr(self, "n_train", 0)
+        first = lifted_epochs(c.epochs, n, c.batch_size, c.min_steps)
         return [
-            Stage("contrastive", self.config.epochs),
-            Stage("classifier", self.config.classifier_epochs or self.config.epochs),
+            Stage("contrastive", first, {"warmup": round(c.warmup_epochs * first / max(c.epochs, 1))}),
+            Stage("classifier", c.classifier_epochs or c.epochs),
         ]
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
@@ -234,7 +241,8 @@ class SCLMethod(Method):
                 c.classifier_weight_decay,
             )
         optim = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-        warm = min(c.warmup_epochs, stage.epochs // 2) if stage.name == "contrastive" else 0
+        warm = stage.info.get("warmup", c.warmup_epochs)
+        warm = min(warm, stage.epochs // 2) if stage.name == "contrastive" else 0
         return optim, torch.optim.lr_scheduler.LambdaLR(optim, warmup_cosine(stage.epochs, warm))
 
     def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
