@@ -3,9 +3,10 @@ images from ../shared/data (fixed seeds). Writes JSON and a Markdown table
 (see rs_scene.explain.faithfulness).
 
 Per model and method: pasted patch (peak inside, contrast; for context maps each pasted tile lies in a
-field of 8 other images of its base class), deletion / insertion against random orders, and position bias:
-sentinel2-eurosat over the whole tiles of the demo scene as ``classify`` writes its heatmap
-(and how smooth that mosaic is across tile borders), aerial-rgb over UC Merced's held-out images. Slow
+field of 8 other images of its base class), deletion / insertion against random orders, and position bias
+over a real scene's whole tiles as ``classify`` writes its heatmap (and how smooth that mosaic is across tile
+borders; rs_scene.explain.scene_bias): sentinel2-eurosat over the demo scene, aerial-rgb over the NAIP scene
+(see SCENES), and for aerial-rgb also over UC Merced's held-out images (the earlier proxy). Slow
 methods (Score-CAM: one forward pass per feature channel) run on fewer images; each row gives its sizes.
 
     python backend/scripts/bench_explain.py --out out/bench-explain [--models sentinel2-eurosat] [--quick]
@@ -16,56 +17,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import torch
 
 from rs_scene.data.datasets import heldout_indices, open_dataset
-from rs_scene.engine.infer import ClassifyParams, classify_raster, load_model
+from rs_scene.engine.infer import load_model
 from rs_scene.engine.runtime import make_runner
 from rs_scene.explain import faithfulness as fa
+from rs_scene.explain import scene_bias as sb
 from rs_scene.explain.cam import CAM_METHODS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-SCENE = SHARED / "scenes" / "sentinel2_aberystwyth_20210527_10band.tif"
-S2_BANDS = "B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12"
+# position bias over a real scene, with the classify options a user would give it:
+# sentinel2-eurosat: the demo scene (10 m, x1000, 64-px tiles); aerial-rgb: the NAIP scene's red, green and
+# blue bands at its own 5 m (--gsd native; the card's 0.3 m would make each 256-px tile 16 raster pixels
+# enlarged, and classify warns so) in 64-px tiles (320 m: the nearest to UC Merced's 78 m tiles that keeps
+# the enlargement to the network's 224-px input at 3.5x, under classify's 4x warning; 180 tiles)
+SCENES = {
+    "sentinel2-eurosat": sb.Scene(str(SHARED / "scenes" / "sentinel2_aberystwyth_20210527_10band.tif"),
+                                  "B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12", 64, input_scale=1000,
+                                  label="demo scene (Sentinel-2), whole tiles"),
+    "aerial-rgb": sb.Scene(str(SHARED / "scenes" / "naip_m_4709963_se_14_1_20200831.tif"),
+                           "red=1,green=2,blue=3", 64, gsd="native", tile_size=64,
+                           label="NAIP scene (5 m, --gsd native --tile-size 64), whole tiles"),
+}
 MODELS = {"sentinel2-eurosat": {"data": "eurosat_ms", "patch": 24},
           "aerial-rgb": {"data": "ucmerced", "patch": 96}}
 SLOW = {"scorecam": 0.05}  # share of the sizes the slow methods run on
 # (method, detail, norm) rows: the default first, then the cheaper grid, then every other CLI method
 ROWS = [("gradcam", "context", "run"), ("gradcam", "fine", "run"), ("gradcam", "coarse", "run")] + [
     (m, "fine", "run") for m in CAM_METHODS if m != "gradcam"]
-
-
-def _scene_maps(model: str, method: str, detail: str, norm: str, limit: int | None) -> dict[str, Any]:
-    """Classify the demo scene with its heatmap; the maps of its whole, fully valid tiles."""
-    tiles = 64
-    with tempfile.TemporaryDirectory() as tmp:
-        heat = str(Path(tmp) / "h.tif")
-        extent = None
-        with rasterio.open(SCENE) as ds:
-            if limit:  # a square of about ``limit`` tiles from the top left
-                k = max(int(np.sqrt(limit)), 2)
-                x0, y0 = ds.transform * (0, 0)
-                x1, y1 = ds.transform * (k * tiles, k * tiles)
-                extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-        classify_raster(ClassifyParams(raster=str(SCENE), model=model, heatmap=heat, bands=S2_BANDS,
-                                       input_scale=1000, cam=method, heatmap_detail=detail, heatmap_norm=norm,
-                                       extent=extent, edge="pad"))
-        with rasterio.open(heat) as h:
-            arr = h.read(1)
-            valid = arr != h.nodata
-    maps = [arr[r : r + tiles, c : c + tiles] for r in range(0, arr.shape[0] - tiles + 1, tiles)
-            for c in range(0, arr.shape[1] - tiles + 1, tiles)
-            if valid[r : r + tiles, c : c + tiles].all()]
-    out = fa.position_bias(np.stack(maps))
-    out["seam_ratio"] = fa.seam_ratio(arr, valid, tiles)
-    return out
 
 
 def _sizes(method: str, sizes: dict[str, int]) -> dict[str, int]:
@@ -96,12 +81,11 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
         pick = rng.choice(len(images), size=min(sz["deletion"], len(images)), replace=False)
         print("  deletion / insertion", file=sys.stderr, flush=True)
         row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed)
-        if name == "sentinel2-eurosat":
-            row["position"] = _scene_maps(name, method, detail, norm, sz["scene"] if method in SLOW else None)
-            row["position"]["source"] = "demo scene, whole tiles"
-        else:
+        square = max(int(np.sqrt(sz["scene"])), 2) if method in SLOW else None
+        row["position"] = sb.scene_position_bias(SCENES[name], name, method, detail, norm, square)
+        if name == "aerial-rgb":  # the earlier proxy: UC Merced photos (often centred on an object)
             _, maps = explain(images[held][: sz["scene"]], None)
-            row["position"] = fa.position_bias(maps) | {"source": "UC Merced held-out images"}
+            row["position_ucm"] = fa.position_bias(maps) | {"source": "UC Merced held-out images"}
         feat = runner.net.forward_features(torch.zeros(1, len(card.bands), card.input_size, card.input_size))
         row["cells"] = list(feat.shape[-2:])
         row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -114,11 +98,14 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | method | grid (cells per input) | norm | peak inside patch (95 % CI; chance) | "
              "blank maps; peak inside where not blank | contrast | deletion AUC map / other map / random | "
-             "insertion AUC map / random | position bias (median r) | seam ratio | "
+             "insertion AUC map / random | position bias over the scene (median r) | seam ratio | "
+             "position bias, UC Merced held-out photos (aerial) | "
              "sizes (pastes / deletion tiles / position tiles) |",
-             "|---|---|---|---|---|---|---:|---|---|---:|---:|---|"]
+             "|---|---|---|---|---|---|---:|---|---|---:|---:|---:|---|"]
     for r in rows:
         p, d, q = r["pasted"], r["deletion"], r["position"]
+        ucm = r.get("position_ucm")
+        ucm_cell = f"{ucm['median_corr']} ({ucm['tiles']})" if ucm else "-"
         shown = p.get("peak_inside_shown")
         lines.append(
             f"| {r['model']} | {r['method']} | {r['detail']} {r['cells'][0]}x{r['cells'][1]} | {r['norm']} | "
@@ -127,7 +114,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{p['contrast']:.3f} | "
             f"{d['deletion_auc']:.3f} / {d['deletion_auc_other_map']:.3f} / {d['deletion_auc_random']:.3f} | "
             f"{d['insertion_auc']:.3f} / {d['insertion_auc_random']:.3f} | {q['median_corr']} | "
-            f"{q.get('seam_ratio', '-')} | {p['pastes']} / {d['tiles']} / {q['tiles']} |")
+            f"{q.get('seam_ratio', '-')} | {ucm_cell} | {p['pastes']} / {d['tiles']} / {q['tiles']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", help="instead: method:detail:norm rows, e.g. gradcam:fine:tile")
     ap.add_argument("--pastes", type=int, default=200)
     ap.add_argument("--deletion", type=int, default=32, help="images in the deletion / insertion test")
-    ap.add_argument("--scene", type=int, default=105, help="aerial-rgb: held-out images for position bias")
+    ap.add_argument("--scene", type=int, default=105,
+                    help="aerial-rgb: UC Merced held-out images for the second position bias")
     ap.add_argument("--aerial-share", type=float, default=0.5,
                     help="aerial-rgb (256-px tiles, 3.5x the compute) runs this share of the sizes")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
