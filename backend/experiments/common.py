@@ -51,6 +51,7 @@ class Ctx:
     seeds_override: int = 0
     device: str = "cpu"
     seed_list: list[int] | None = None  # run only these seeds (one process per seed; --merge joins them)
+    methods: list[str] | None = None  # defaults study: only these methods (and the pretrain baseline)
 
     @property
     def seeds(self) -> list[int]:

@@ -45,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (default: the profile's)")
     ap.add_argument("--seed-list", help="comma-separated seeds to run here (e.g. one process per seed; "
                     "--merge joins their results.json into one table)")
+    ap.add_argument("--methods", help="defaults study: only these methods (comma-separated; pretrain, the "
+                    "baseline, always runs); --merge joins the rows with another run's")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy CPU)")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
     ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args.merge, out)
     profile = PROFILES["smoke" if args.quick else args.profile]
     seed_list = [int(v) for v in args.seed_list.split(",")] if args.seed_list else None
-    ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device, seed_list)
+    ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device, seed_list,
+              args.methods.split(",") if args.methods else None)
     header = (
         f"# RS Scene benchmark\n\nProfile `{profile.name}`"
         f"{' (HARNESS CHECK: numbers meaningless)' if profile.name == 'smoke' else ''}, "

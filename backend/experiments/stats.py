@@ -168,14 +168,18 @@ class Study:
         return study
 
     def join(self, other: Study) -> None:
-        """Add ``other``'s seeds (the same study run in another process); goals are re-evaluated."""
+        """Add ``other``'s seeds or rows (the same study run in another process); goals are re-evaluated."""
         for row, vals in other.values.items():
+            if set(vals) <= set(self.values.get(row, {})):
+                continue  # seeds already here (e.g. the baseline rerun beside a new row): keep the first
             self.values.setdefault(row, {}).update(vals)
             cols = self.extras.setdefault(row, {})
             for k, v in other.extras.get(row, {}).items():
                 cols.setdefault(k, []).extend(v)
         self.seconds = max(self.seconds, other.seconds)
-        self.goals = [Goal(g.text, g.a, g.b, g.strict, self.diff(g.a, g.b)) for g in self.goals]
+        known = {g.text for g in self.goals}
+        goals = self.goals + [g for g in other.goals if g.text not in known]  # rows run in another process
+        self.goals = [Goal(g.text, g.a, g.b, g.strict, self.diff(g.a, g.b)) for g in goals]
 
     def plot(self, path: Path) -> Path | None:
         """Bars of the means with 95 % interval whiskers, one bar per row; None without matplotlib."""

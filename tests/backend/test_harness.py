@@ -100,3 +100,20 @@ def test_studies_from_separate_processes_join() -> None:
         joined.join(p)
     assert joined.summary("a").n == 3 and joined.goals[0].diff.n == 3 and joined.goals[0].met
     assert joined.extras["a"]["parameters"] == [5, 5, 5]
+
+
+def test_rows_from_a_second_run_join_with_their_goal_and_the_baseline_once() -> None:
+    """`run.py --methods new` beside a full run: the new row and its goal join; the baseline it reran on the
+    same seeds is kept once (its first values and extras)."""
+    full, extra = Study("d", "t", "s", baseline="b"), Study("d", "t", "s", baseline="b")
+    for seed in (0, 1, 2):
+        full.add("b", seed, 0.6, parameters=3)
+        full.add("a", seed, 0.5 + seed / 100)
+        extra.add("b", seed, 0.61, parameters=3)
+        extra.add("c", seed, 0.6 + seed / 100)
+    full.goal("a >= b", "a", "b", strict=False)
+    extra.goal("c >= b", "c", "b", strict=False)
+    full.join(Study.from_dict(json.loads(json.dumps(extra.to_dict()))))
+    assert list(full.values) == ["b", "a", "c"] and full.values["b"] == {0: 0.6, 1: 0.6, 2: 0.6}
+    assert full.extras["b"]["parameters"] == [3, 3, 3]
+    assert [g.text for g in full.goals] == ["a >= b", "c >= b"] and full.goals[1].diff.n == 3
