@@ -39,9 +39,13 @@ def setup(data: SceneData, tmp: Path, **options: object) -> tuple:
 
 def test_centers_start_at_the_train_mode_class_means(ucm: SceneData, tmp_path: Path) -> None:
     method, card = setup(ucm, tmp_path, batch_size=64)  # one batch: train mode normalises by the whole set
+    torch.manual_seed(0)  # an untrained stage 1 whose maps are not all 0 (they were for some random inits)
     model = method.build_model()
+    last = model.net.sft.layers[-1]  # an SFT whose output varies (a fresh one starts at 1 everywhere)
+    last.weight.data.fill_(1.0), last.bias.data.zero_()
     before = bn_buffers(model.net)
     method.on_stage_start(model, method.stages()[1], ucm)
+    assert method.maps.amax() > 0
     after = bn_buffers(model.net)
     assert all(torch.equal(before[k], after[k]) for k in before)  # the running statistics are untouched
     net = model.net.train()
@@ -72,7 +76,9 @@ def test_sft_is_table_one_without_activation() -> None:
     assert kinds == [conv, bn, pool, conv, bn, conv, bn, conv, bn]
     assert [m.out_channels for m in sft.layers if isinstance(m, conv)] == [64, 128, 256, 512]
     out = sft.train()(torch.rand(4, 1, 64, 64))
-    assert out.shape == (4, 512, 2, 2) and out.min() < 0  # the last BN's output, not rectified
+    assert out.shape == (4, 512, 2, 2) and torch.equal(out, torch.ones_like(out))  # starts at 1 everywhere
+    sft.layers[-1].weight.data.fill_(1.0)
+    assert sft(torch.rand(4, 1, 64, 64)).min() < 0  # the last BN's output, not rectified
 
 
 def test_only_sft_and_head_learning_rates_decay(ucm: SceneData, tmp_path: Path) -> None:
@@ -104,3 +110,22 @@ def test_a_model_with_the_former_relu_sft_is_refused_clearly() -> None:
     state = {f"layers.{k}": v for k, v in old.state_dict().items()}
     with pytest.raises(RSSceneError, match="train it again"):
         SFT(512).load_state_dict(state)
+
+
+def test_the_two_stream_network_starts_as_the_stage_1_network(ucm: SceneData, tmp_path: Path) -> None:
+    """Stream and head from stage 1, a fresh SFT outputs 1: before stage 2 trains, the two-stream network's
+    logits are the stage-1 network's, so the map can only be learnt on top of what stage 1 knows."""
+    method, card = setup(ucm, tmp_path)
+    model = method.build_model()
+    net = model.net
+    with torch.no_grad():  # a stage-1 network that is not its initialisation
+        for p in net.attention_net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    method.on_stage_start(model, method.stages()[1], ucm)
+    x = normalize(resize(ucm.x, card.input_size), card.mean, card.std)
+    net.eval()
+    with torch.no_grad():
+        two, one = net(x), net.attention_net(x)
+        assert torch.equal(net.sft(method.maps[:4]), torch.ones_like(net.sft(method.maps[:4])))
+    assert torch.allclose(two, one, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(one, torch.zeros_like(one), atol=1e-2)

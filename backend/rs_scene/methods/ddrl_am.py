@@ -3,7 +3,9 @@ classification", Remote Sensing 2020).
 
 Stage 1 fine-tunes the backbone with a linear head. Its Grad-CAM map (Eq. 1-2; pytorch-grad-cam, upsampled to
 the image) of every training image is then the input of the second stream: stage 2 trains the two-stream
-network (image -> backbone, map -> SFT of Table I, element-wise product (Eq. 3), pooling, classifier) with
+network (image -> backbone, map -> SFT of Table I, element-wise product (Eq. 3), pooling, classifier; the
+image stream and the classifier start from stage 1's, the SFT's last BatchNorm at weight 0 / bias 1, so the
+network starts as the stage-1 network and learns the map's weighting from there) with
 ``CE + lambda * center loss`` (Eq. 6; centers moved by SGD with lr 0.5 as in Wen et al., started at the class
 means of the features as training sees them), Adam with AMSGrad (lr 1e-4 for the backbone, 1e-3 for SFT and
 head; only the SFT and head rates x0.1 every 10 epochs, as the paper says) and, in both stages, the paper's
@@ -151,8 +153,9 @@ class DDRLAMMethod(Method):
         net: DDRLAMNet = model.net
         two = stage.name == "two-stream"
         if two:
-            if not bool(net.stream_ready):  # the image stream starts from the fine-tuned stage-1 backbone
+            if not bool(net.stream_ready):  # the image stream and head start from the fine-tuned stage 1
                 net.stream.load_state_dict(net.attention_net.backbone.state_dict())
+                net.head.load_state_dict(net.attention_net.head.state_dict())
                 net.stream_ready.fill_(True)
             self.maps = self.attention_maps(net.attention_net, train_loader)
             if not bool(model.center.ready):

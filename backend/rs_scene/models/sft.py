@@ -36,6 +36,16 @@ class SFT(nn.Module):
             ]
         self.layers = nn.Sequential(*layers)
         self.out_channels = out_channels
+        self.start_as_identity()
+
+    def start_as_identity(self) -> None:
+        """The last BatchNorm starts with weight 0 and bias 1, so a fresh SFT outputs 1 everywhere: the
+        product of Eq. 3 starts as the image stream itself and the map's weighting is learnt from there (the
+        paper does not say how the SFT starts; a random start scrambles the fine-tuned stream's features by
+        a random factor per channel and cell, which the short runs here never recovered from)."""
+        last = self.layers[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.ones_(last.bias)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
         if f"{prefix}layers.10.weight" in state_dict:  # 12 layers: the SFT of RS Scene <= 0.x, with ReLUs
