@@ -240,10 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap-norm", choices=("run", "tile"), default="run",
                    help="run: one scale for the whole run, weak evidence stays dim (default); tile: each "
                         "tile's map min-max on its own")
-    p.add_argument("--heatmap-detail", choices=("context", "fine", "coarse"), default="context",
+    p.add_argument("--heatmap-detail", choices=("context", "fused", "fine", "coarse"), default="context",
                    help="context (default): Grad-CAM on the twice-denser grid (8x8 cells per 128-px input), "
                         "drawn over blocks of neighbouring tiles so a tile's border cells see the pixels "
-                        "beyond it (a second pass: about 2-3x classify alone on a CPU); fine: that grid on "
+                        "beyond it (a second pass: about 2-3x classify alone on a CPU); fused: context with "
+                        "LayerCAM of a mid-level layer fused in (finds small patches better; PyTorch "
+                        "backward passes: slower); fine: that grid on "
                         "each tile alone (border cells see zero padding: a centre blob per tile); "
                         "coarse: the last layer's grid on each tile alone, from classify's own pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -29,7 +29,7 @@ from rs_scene.engine.infer import load_model
 from rs_scene.engine.runtime import make_runner
 from rs_scene.explain import faithfulness as fa
 from rs_scene.explain import scene_bias as sb
-from rs_scene.explain.cam import CAM_METHODS
+from rs_scene.explain.cam import CAM_METHODS, CONTEXT_DETAILS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # position bias over a real scene, with the classify options a user would give it:
@@ -73,7 +73,8 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
         bases: list[int] = []
         tiles, targets, boxes = fa.paste_set(images, labels, sz["pastes"], cfg["patch"], seed, bases)
         # context maps: each pasted tile in a field of 8 other images of its base class
-        ring = fa.same_class_neighbours(images, labels, bases, seed) if runner.detail == "context" else None
+        grouped = runner.detail in CONTEXT_DETAILS
+        ring = fa.same_class_neighbours(images, labels, bases, seed) if grouped else None
         row: dict[str, Any] = {"model": name, "method": method, "detail": runner.detail, "norm": norm,
                                "cells": None}
         print(f"{name} {method} {detail} {norm}: pasted patch", file=sys.stderr, flush=True)

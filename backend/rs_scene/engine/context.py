@@ -29,7 +29,15 @@ import torch
 
 from ..card import ModelCard
 from ..data.transforms import normalize, upsample_for_inference
-from ..explain.cam import Alignment, CamRunner, cam_alignment, evidence_from_features, resample_maps
+from ..explain.cam import (
+    CONTEXT_DETAILS,
+    Alignment,
+    CamRunner,
+    cam_alignment,
+    evidence_from_features,
+    resample_maps,
+)
+from ..explain.layer_fusion import fused_block_maps
 from ..io.raster import TileReader
 from ..io.tiling import Tile
 from .plan import TilePlan, mask_function
@@ -93,12 +101,12 @@ def detail_for(params: Any, plan: TilePlan) -> str:
     """The heatmap detail a run uses: context maps need square tiles (square pixels on the ground); other
     tiles get each tile's own dense map (``fine``)."""
     detail = params.heatmap_detail
-    return "fine" if detail == "context" and not square(plan) else detail
+    return "fine" if detail in CONTEXT_DETAILS and not square(plan) else detail
 
 
 def supported(cam: CamRunner | None, plan: TilePlan) -> bool:
     """Whether the heat comes from the context pass: closed-form Grad-CAM, square tiles."""
-    return cam is not None and cam.fast and cam.detail == "context" and square(plan)
+    return cam is not None and cam.fast and cam.detail in CONTEXT_DETAILS and square(plan)
 
 
 class ContextHeat:
@@ -114,7 +122,7 @@ class ContextHeat:
         self.read_ratio = read_size(plan, card) / plan.tile_src  # reader px per raster px
         self.in_ratio = card.input_size / plan.tile_src  # network input px per raster px
         self.readers: dict[int, TileReader] = {}
-        self.aligns: dict[int, Alignment] = {}
+        self.aligns: dict[tuple[int, int], Alignment] = {}
         p = next(cam.net.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.weight = cam.model.head.weight.detach().to(p.device)
@@ -128,16 +136,17 @@ class ContextHeat:
                                             self.card.mean, self.plan.nodata)
         return self.readers[size]
 
-    def _align(self, n_in: int) -> Alignment:
+    def _align(self, n_in: int, layer: Any = None) -> Alignment:
         """:func:`cam_alignment` at the block's input size. It follows one forward pass (1 s at 1152 px);
         for sizes a whole number of the network's total stride apart it is the same, so it is measured at
         the smallest such size."""
         stride = self.card.input_size // max(self._cells, 1) * 2  # the undensified network's total stride
         probe = n_in if n_in % stride else stride * 4
-        if probe not in self.aligns:
-            self.aligns[probe] = cam_alignment(self.cam.net, self.cam.net.cam_layer, len(self.card.bands),
-                                               (probe, probe))
-        return self.aligns[probe]
+        layer = layer or self.cam.net.cam_layer
+        if (probe, id(layer)) not in self.aligns:
+            self.aligns[(probe, id(layer))] = cam_alignment(self.cam.net, layer, len(self.card.bands),
+                                                            (probe, probe))
+        return self.aligns[(probe, id(layer))]
 
     def block_maps(self, block: Block, classes: list[int]) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """Per class, the block window's evidence map at raster pixels; and the window's valid pixels (at
@@ -154,6 +163,10 @@ class ContextHeat:
             ev = evidence_from_features(feats.expand(len(classes), -1, -1, -1), self.weight, cls,
                                         (n_in, n_in)).cpu().numpy()
         maps = resample_maps(ev, (side, side), self._align(n_in))
+        if self.cam.fuse_layer is not None:  # 'fused': LayerCAM of a mid-level layer, on PyTorch
+            layer = self.cam.fuse_layer
+            align = self._align(n_in, layer)
+            maps = fused_block_maps(self.cam.net, layer, x, classes, maps, (side, side), align)
         return dict(zip(classes, maps, strict=True)), read.valid
 
     def run(self, classes: dict[Tile, int], add: AddFn, target: int | None = None,

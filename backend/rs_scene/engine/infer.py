@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from ..card import ModelCard, file_sha256, load_model_file, runtime_versions
 from ..data.transforms import upsample_for_inference
 from ..errors import RSSceneError
-from ..explain.cam import Alignment, CamRunner, resample_maps
+from ..explain.cam import CONTEXT_DETAILS, Alignment, CamRunner, resample_maps
 from ..io.raster import gdal_virtual, open_raster
 from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
@@ -157,7 +157,7 @@ def cam_and_runner(params: ClassifyParams, card: ModelCard, model: Any, path: Pa
         cam = CamRunner(model, params.cam, shape, detail or params.heatmap_detail, params.heatmap_norm)
     # CAM methods other than the closed-form Grad-CAM need the PyTorch model's backward pass
     runtime = params.runtime if cam is None or cam.fast else "torch"
-    tile_heat = cam is not None and cam.fast and cam.detail != "context"  # context maps: a pass of their own
+    tile_heat = cam is not None and cam.fast and cam.detail not in CONTEXT_DETAILS  # context: own pass
     net, variant = (cam.net, cam.detail) if tile_heat else (model, "")
     runner = make_runner(runtime, net, card, path, device, threads, streams,
                          variant="dense" if variant == "fine" else "")
@@ -260,7 +260,7 @@ def heatmap_tags(cam: CamRunner, card: ModelCard, plan: TilePlan) -> dict[str, A
             "HEATMAP_TILE_PX": f"{plan.tile_src}x{plan.tile_src_y}", "HEATMAP_NORMALISATION": cam.norm,
             "HEATMAP_UNITS": ("class-logit evidence per cell" if cam.norm == "run" and cam.fast else
                               "map times class score" if cam.norm == "run" else "per-tile min-max"),
-            **(context.describe(plan) if cam.detail == "context" else {})}
+            **(context.describe(plan) if cam.detail in CONTEXT_DETAILS else {})}
 
 
 def prepare(x: torch.Tensor, card: ModelCard) -> torch.Tensor:

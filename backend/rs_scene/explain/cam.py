@@ -159,9 +159,11 @@ def supports_fast_gradcam(model: nn.Module) -> bool:
             and isinstance(getattr(model, "head", None), nn.Linear))
 
 
-# context: the dense grid drawn over blocks of neighbouring tiles (engine/context.py); fine: the dense
-# (stride-16) grid of explain/dense.py on each tile alone; coarse: the last layer's own grid
-DETAILS = ("context", "fine", "coarse")
+# context: the dense grid drawn over blocks of neighbouring tiles (engine/context.py); fused: that, with a
+# mid-level layer's LayerCAM fused in (explain/layer_fusion.py); fine: the dense (stride-16) grid of
+# explain/dense.py on each tile alone; coarse: the last layer's own grid
+DETAILS = ("context", "fused", "fine", "coarse")
+CONTEXT_DETAILS = ("context", "fused")  # drawn by the context pass over blocks of tiles
 NORMS = ("run", "tile")  # run: one scale for the whole run (class evidence); tile: each map min-max alone
 Target = int | Sequence[int] | None  # one class for all, one per tile, or each tile's prediction
 
@@ -196,10 +198,13 @@ class CamRunner:
         self.model, self.method, self.norm = model, method, norm
         self.fast = method == "gradcam" and supports_fast_gradcam(model)
         self.net, self.detail = model, "coarse"  # the network the maps come from
-        if detail in ("context", "fine") and self.fast and input_shape is not None:
+        self.fuse_layer: nn.Module | None = None  # detail 'fused': the dense network's LayerCAM layer
+        if detail in ("context", "fused", "fine") and self.fast and input_shape is not None:
             dense = densify(model, input_shape[0], input_shape[1:])
             if dense is not None:
                 self.net, self.detail = dense, detail
+                if detail == "fused":
+                    self._fusion(model, dense, input_shape)
         self._align: dict[tuple[int, int], Alignment] = {}
         layer = getattr(self.net, "cam_layer", None)
         if input_shape is not None and layer is not None:
@@ -210,6 +215,17 @@ class CamRunner:
             if layer is None:
                 raise RSSceneError(f"model {type(model).__name__} names no layer for {method}")
             self.cam = CAM_METHODS[method](model=model, target_layers=[layer])
+
+    def _fusion(self, model: nn.Module, dense: nn.Module, input_shape: tuple[int, int, int]) -> None:
+        """The layer whose LayerCAM ``fused`` maps add; plain context maps where the backbone has none."""
+        from .layer_fusion import fusion_layer_name
+
+        name = fusion_layer_name(model, input_shape[0], input_shape[1:])
+        if name is None:
+            self.detail = "context"
+            return
+        self.fuse_layer = dict(dense.model.named_modules())[name]
+        self.fuse_layer_name = name
 
     def run(self, x: torch.Tensor, target: Target = None) -> tuple[torch.Tensor, np.ndarray]:
         size = (x.shape[-2], x.shape[-1])

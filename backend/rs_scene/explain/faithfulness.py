@@ -24,7 +24,7 @@ import torch
 
 from ..card import ModelCard
 from ..engine.evaluate import preprocess
-from .cam import CamRunner, Target, resample_maps
+from .cam import CONTEXT_DETAILS, CamRunner, Target, resample_maps
 
 # value-scaled tiles (N, C, h, w) and a target -> scores (N, classes) and maps (N, h, w) at the tiles' pixels
 # (and, for context maps, optional neighbours (N, 8, C, h, w) to lay around each tile)
@@ -38,7 +38,7 @@ def explainer(card: ModelCard, model: torch.nn.Module, method: str = "gradcam", 
     context pass (see :mod:`.mosaic_context`)."""
     size = (card.input_size, card.input_size)
     runner = CamRunner(model, method, (len(card.bands), *size), detail, norm)
-    if runner.detail == "context":
+    if runner.detail in CONTEXT_DETAILS:
         from .mosaic_context import context_explainer
 
         return context_explainer(card, runner, batch), runner
