@@ -282,7 +282,7 @@ def test_bwms_bigearthnet_native_multilabel(data_root: Path, tmp_path: Path) -> 
         out=str(tmp_path / "s2.pt"),
         method="bwms",
         settings=TrainSettings(device="cpu"),
-        options={"epochs": 1, "batch_size": 4, "multiplier": 2, "backbone": "resnet18"},
+        options={"epochs": 1, "batch_size": 4, "multiplier": 2, "backbone": "resnet18", "init": "scratch"},
     )
     card, metrics = train_model(params, data=data)
     assert card.task == "multi-label" and card.architecture == "bwms_resnet18"

@@ -123,7 +123,7 @@ def test_pskd_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept() ->
 
 
 def test_bwms_leaky_relu_inside_and_old_files_keep_relu() -> None:
-    method = create_method("bwms", {}, num_classes=10, bands=S2_TEN)
+    method = create_method("bwms", {"backbone": "resnet18", "init": "scratch"}, num_classes=10, bands=S2_TEN)
     net = method.build_model()
     kinds = {type(m) for m in net.modules()}
     assert nn.LeakyReLU in kinds and nn.ReLU not in kinds
@@ -139,7 +139,8 @@ def test_stride2_stem_resnet_runs_its_body_on_the_half_grid() -> None:
     x = torch.randn(1, 10, 64, 64)
     assert s4.forward_features(x).shape[-1] == 2 and s2.forward_features(x).shape[-1] == 4
     assert sum(p.numel() for p in s4.parameters()) == sum(p.numel() for p in s2.parameters())
-    method = create_method("bwms", {"stem": "conv-s2"}, num_classes=10, bands=S2_TEN)
+    method = create_method("bwms", {"stem": "conv-s2", "backbone": "resnet18", "init": "scratch"}, num_classes=10,
+                           bands=S2_TEN)
     assert method.card_fields()["architecture"] == "resnet18_s2"
 
 

@@ -82,6 +82,6 @@ def test_a_learning_rate_of_0_means_the_methods_default_where_its_help_says_so(d
     method = create_method("pretrain", req["options"], num_classes=2, bands=BANDS.split(","))
     assert method.base_lr() == 3e-4, "fine-tuning: the paper's rate"
     with pytest.raises(RequestError, match="option 'lr' must be greater than 0"):
-        train_request({**body, "method": "bwms", "options": {"lr": 0}})  # bwms has no '0 =' rate
+        train_request({**body, "method": "pskd", "options": {"lr": 0}})  # pskd has no '0 =' rate
     with pytest.raises(RequestError, match="option 'lr' must be greater than 0"):
         train_request({**body, "method": "pretrain", "options": {"lr": -0.1}})

@@ -3,9 +3,16 @@
 Architecture in :mod:`rs_scene.models.bwms`: band-wise depthwise convolutions (kernels 1, 3, 5, 7; 10 m bands
 stride 2, 20 m bands stride 1), 1x1 fusion conv + BN + LeakyReLU(0.1), a ResNet body, dropout, FC 128, FC
 classes. Sigmoid + BCE for multi-label data (BigEarthNet), softmax + CE for single-label (EuroSAT-MS); Adam
-with
-lr 1e-3 halved every 30 epochs. ``stem=conv`` swaps the band-wise layer for the ResNet's own 7x7 stem, the
-paper's ResNet baseline with everything else equal.
+with lr 1e-3 halved every 30 epochs. ``stem=conv`` swaps the band-wise layer for the ResNet's own 7x7 stem,
+the paper's ResNet baseline with everything else equal. The paper's configuration is ``--backbone resnet18
+--init scratch``.
+
+The default body is EfficientNet-Lite0 from ImageNet: the paper's premise is that ImageNet CNNs cannot take
+multispectral input, and its band-wise layer replaces the stem; here it replaces Lite0's stem (same width and
+stride) and starts as that stem (an exact factorisation of its 3x3 filters), so any number of bands starts
+from ImageNet's blocks. On 3 UC Merced images a class (64 px, 3 seeds) it reached pretrain where the ResNet-18
+body from scratch did not (``backend/experiments/exp_bwms_init.py``). ``min_steps`` (200) lifts the epochs on
+small sets, the lr halving stretched with them.
 
 BigEarthNet patches come with the 20 m bands at 60 x 60 px. :func:`load_bigearthnet_native` puts them on the
 10 m grid by pixel replication, which the model's 2x2 average pooling undoes exactly, so the network sees
@@ -29,34 +36,47 @@ from ..data.datasets import BIGEARTHNET_43, SceneData, bigearthnet_target
 from ..data.transforms import normalize, random_flip_rot90, resize
 from ..errors import RSSceneError
 from ..models import create_backbone
-from ..models.bwms import BWMSBackbone, BWMSClassifier
-from .base import Method, MethodConfig, Stage, opt
+from ..models.bwms import LITE_BODIES, BWMSBackbone, BWMSClassifier, BWMSEfficientNet
+from .base import Method, MethodConfig, Stage, n_batches, opt
 from .registry import register_method
 
-BODIES = ["resnet18", "resnet34", "resnet50"]
+IMAGENET_LR = 3e-4  # UC Merced 3 a class, 64 px, validation OA: 1e-3 0.463, 3e-4 0.551, 1e-4 0.456
+BODIES = ["resnet18", "resnet34", "resnet50", *LITE_BODIES]
 
 
 @dataclass
 class BWMSConfig(MethodConfig):
-    backbone: str = opt("resnet18", "ResNet body after the band-wise layer", choices=BODIES)
+    backbone: str = opt("efficientnet_lite0", "body after the band-wise layer: EfficientNet-Lite0/1/2 "
+                        "(ImageNet blocks) or a ResNet (the paper's, from scratch)", choices=BODIES)
     stem: str = opt(
         "bwms",
         "first layer: the band-wise multi-scale convs, the plain ResNet 7x7/2 stem + max-pool (the paper's "
         "baseline, body on the /4 grid), or that stem without the max-pool (conv-s2: body on BWMS's /2 grid)",
         choices=["bwms", "conv", "conv-s2"],
     )
-    init: str = opt("scratch", "initial weights of a conv-stem ResNet (imagenet or scratch); bwms: scratch")
+    init: str = opt("imagenet", "initial weights of the body (imagenet or scratch); a ResNet body after the "
+                    "band-wise layer: scratch")
+    band_init: str = opt("stem", "EfficientNet body from ImageNet: the band-wise layer and fusion start as "
+                         "the ImageNet stem conv (an exact factorisation of its 3x3 filters) or at random",
+                         choices=["stem", "random"])
     multiplier: int = opt(4, "depthwise feature maps per band and kernel size")
     hidden: int = opt(128, "width of the FC layer before the classifier")
     dropout: float = opt(0.5, "dropout before the FC layers")
-    lr: float = opt(1e-3, "Adam learning rate")
+    lr: float = opt(0.0, "Adam learning rate; 0 = 1e-3 (the paper's) from scratch, 3e-4 for an ImageNet body "
+                    "(chosen on a validation split)")
     lr_halving: int = opt(30, "halve the learning rate every this many epochs")
     weight_decay: float = opt(0.0, "weight decay")
+    min_steps: int = opt(200, "at least this many optimiser steps: a small set trains more epochs than the "
+                         "default, the lr halving stretched with them (0 = off; given epochs are kept unless "
+                         "min_steps is given too)")
 
 
 def architecture(config: BWMSConfig) -> str:
     if config.stem == "bwms":
         return f"bwms_{config.backbone}"
+    if config.stem == "conv-s2" and config.backbone in LITE_BODIES:
+        raise RSSceneError(f"bwms: stem conv-s2 is a ResNet stem without its max-pool; use a ResNet body "
+                           f"(--backbone resnet18), not {config.backbone}")
     return f"{config.backbone}_s2" if config.stem == "conv-s2" else config.backbone
 
 
@@ -69,13 +89,22 @@ def build_classifier(
     dropout: float,
     init: str = "scratch",
     leaky: bool = True,
+    band_init: str = "stem",
 ) -> BWMSClassifier:
-    if arch.startswith("bwms_"):
+    body = arch[len("bwms_") :]
+    if body in LITE_BODIES:
+        if init not in ("imagenet", "scratch"):
+            raise RSSceneError(f"bwms: --init for an EfficientNet body is imagenet or scratch, not {init}")
+        backbone: nn.Module = BWMSEfficientNet(
+            body, len(bands), bands, multiplier, init == "imagenet", band_init == "stem"
+        )
+    elif arch.startswith("bwms_"):
         if init != "scratch":
             raise RSSceneError(
-                f"bwms: the band-wise layer has no pretrained weights; use --init scratch, not {init}"
+                f"bwms: a ResNet body after the band-wise layer has no pretrained weights here; use --init "
+                f"scratch, not {init}, or --backbone efficientnet_lite0 for ImageNet blocks"
             )
-        backbone: nn.Module = BWMSBackbone(arch[len("bwms_") :], len(bands), bands, multiplier, leaky)
+        backbone = BWMSBackbone(body, len(bands), bands, multiplier, leaky)
     else:
         backbone = create_backbone(arch, in_chans=len(bands), pretrained=init == "imagenet", bands=bands)
     return BWMSClassifier(backbone, num_classes, dropout=dropout, hidden=hidden)
@@ -91,11 +120,22 @@ class BWMSMethod(Method):
     def build_model(self) -> nn.Module:
         c = self.config
         return build_classifier(
-            architecture(c), self.bands, self.num_classes, c.multiplier, c.hidden, c.dropout, c.init
+            architecture(c), self.bands, self.num_classes, c.multiplier, c.hidden, c.dropout, c.init,
+            band_init=c.band_init,
         )
 
+    def prepare_data(self, card: Any, train: Any) -> None:
+        self.n_train = len(train)
+
     def stages(self) -> list[Stage]:
-        return [Stage("train", self.config.epochs)]
+        """``epochs``, lifted to ``min_steps`` optimiser steps on a small set; the lr halving is stretched by
+        the same factor, so it falls at the same fraction of the run (30 of 10 epochs -> 300 of 100)."""
+        c, n = self.config, getattr(self, "n_train", 0)
+        epochs = c.epochs
+        if n and c.min_steps > 0:
+            epochs = max(epochs, -(-c.min_steps // n_batches(n, c.batch_size)))
+        halving = max(round(c.lr_halving * epochs / max(c.epochs, 1)), 1)
+        return [Stage("train", epochs, {"lr_halving": halving})]
 
     def prepare_batch(self, data: SceneData, idx: torch.Tensor, stage: Stage, trainer: Any):
         """Rotations and flips only: a crop-and-resize would blur the replicated 20 m pixels."""
@@ -106,17 +146,23 @@ class BWMSMethod(Method):
         return normalize(x, card.mean, card.std), data.y[idx].to(trainer.device)
 
     def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
-        optim = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        optim = torch.optim.Adam(model.parameters(), lr=self.base_lr(), weight_decay=self.config.weight_decay)
         return optim, torch.optim.lr_scheduler.StepLR(
-            optim, step_size=max(self.config.lr_halving, 1), gamma=0.5
+            optim, step_size=int(stage.info.get("lr_halving", max(self.config.lr_halving, 1))), gamma=0.5
         )
+
+    def base_lr(self) -> float:
+        c = self.config
+        return c.lr if c.lr > 0 else (IMAGENET_LR if c.init == "imagenet" else 1e-3)
 
     def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
         return {"loss": self.task_loss(model(x), y)}
 
     def card_fields(self) -> dict[str, Any]:
         fields = {**super().card_fields(), "architecture": architecture(self.config)}
-        fields["method_config"] = {**fields["method_config"], "body_activation": "leaky_relu"}
+        lite = self.config.backbone in LITE_BODIES and self.config.stem == "bwms"
+        fields["method_config"] = {**fields["method_config"],
+                                   "body_activation": "relu6" if lite else "leaky_relu"}
         return fields
 
     @classmethod

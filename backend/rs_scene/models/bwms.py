@@ -21,6 +21,7 @@ from ..bands import S2_RESOLUTION, canonical_band
 from .registry import register_backbone
 
 KERNELS = (1, 3, 5, 7)
+LITE_BODIES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 def coarse_band_mask(bands: Sequence[str] | None, in_chans: int) -> list[bool]:
@@ -105,6 +106,73 @@ class BWMSBackbone(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+class BWMSEfficientNet(nn.Module):
+    """Band-wise layer + 1x1 fusion (BN, LeakyReLU 0.1) to the width (32) and stride (2) of an
+    EfficientNet-Lite stem, then that network's blocks and head conv, from ImageNet when ``pretrained``
+    (their ReLU6 kept: the pretrained features were learnt with it). ``stem_init`` starts the band-wise layer
+    and fusion as the ImageNet stem itself (:func:`init_as_stem`)."""
+
+    def __init__(self, arch: str, in_chans: int, bands: Sequence[str] | None, multiplier: int = 4,
+                 pretrained: bool = False, stem_init: bool = True) -> None:
+        super().__init__()
+        from .registry import create_backbone
+
+        net = create_backbone(arch, in_chans=in_chans, pretrained=pretrained, bands=bands)
+        width = net._conv_stem.out_channels
+        self.bandwise = BandWiseMultiScale(coarse_band_mask(bands, in_chans), multiplier)
+        self.fusion = nn.Sequential(
+            nn.Conv2d(self.bandwise.out_channels, width, 1, bias=False),
+            nn.BatchNorm2d(width, eps=net._bn0.eps, momentum=net._bn0.momentum),
+            nn.LeakyReLU(0.1, inplace=True),
+        )
+        if pretrained and stem_init:
+            init_as_stem(self.bandwise, self.fusion, net._conv_stem, net._bn0)
+        self._blocks, self._conv_head, self._bn1 = net._blocks, net._conv_head, net._bn1
+        self.head_act = net.head_act
+        self.num_features = net.num_features
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.head_act
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fusion(self.bandwise(x))
+        for block in self._blocks:
+            x = block(x)
+        return self.head_act(self._bn1(self._conv_head(x)))
+
+
+@torch.no_grad()
+def init_as_stem(bandwise: BandWiseMultiScale, fusion: nn.Sequential, stem: nn.Conv2d,
+                 bn: nn.BatchNorm2d) -> None:
+    """Band-wise convs + 1x1 fusion that compute the (band-adapted) 3x3 ImageNet stem conv: per band, its
+    (width, 9) filter matrix factorised by SVD, the 9 basis kernels put in the centre of the 3x3, 5x5 and 7x7
+    depthwise kernels (4 + 4 + 1 of 12 slots at multiplier 4; fewer slots keep the leading components) and
+    the coefficients in the fusion weights, every other fusion weight 0; the stem's BatchNorm copied. On the
+    10 m bands this is the stem exactly (stride 2, the same centres); 20 m bands see it on their 20 m grid."""
+    weight = fusion[0].weight
+    weight.zero_()
+    groups = [(bandwise.fine, bandwise.fine_idx), (bandwise.coarse, bandwise.coarse_idx)]
+    offset = 0
+    for convs, idx in groups:
+        if convs is None:
+            continue
+        n, mult = len(idx), convs[0].out_channels // len(idx)
+        slots = [(ki, m) for ki, k in enumerate(KERNELS) if k >= 3 for m in range(mult)]
+        for pos, band in enumerate(idx.tolist()):
+            filters = stem.weight[:, band].reshape(stem.out_channels, 9)
+            u, s, vh = torch.linalg.svd(filters, full_matrices=False)
+            for j, (ki, m) in enumerate(slots[: len(s)]):
+                k, ch = KERNELS[ki], pos * mult + m
+                kernel = convs[ki].weight[ch, 0]
+                kernel.zero_()
+                c = k // 2
+                kernel[c - 1 : c + 2, c - 1 : c + 2] = vh[j].reshape(3, 3)
+                weight[:, offset + ki * n * mult + ch, 0, 0] = u[:, j] * s[j]
+        offset += len(KERNELS) * n * mult
+    fusion[1].load_state_dict(bn.state_dict())
+
+
 class BWMSClassifier(nn.Module):
     """Backbone, global average pooling, dropout, FC ``hidden`` (LeakyReLU 0.1), FC classes."""
 
@@ -149,3 +217,15 @@ def _make(arch: str) -> None:
 
 for _arch in ("resnet18", "resnet34", "resnet50"):
     _make(_arch)
+
+
+def _make_lite(arch: str) -> None:
+    @register_backbone(f"bwms_{arch}")
+    def factory(
+        in_chans: int = 3, pretrained: bool = False, bands: Sequence[str] | None = None, multiplier: int = 4
+    ) -> nn.Module:
+        return BWMSEfficientNet(arch, in_chans, bands, multiplier, pretrained)
+
+
+for _arch in LITE_BODIES:
+    _make_lite(_arch)
