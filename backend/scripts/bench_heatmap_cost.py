@@ -19,13 +19,13 @@ from pathlib import Path
 
 from rs_scene.engine.infer import ClassifyParams, classify_raster
 
-SETTINGS = [None, ("context", "run"), ("context", "tile"), ("fine", "run"), ("coarse", "run"),
-            ("coarse", "tile")]
+SETTINGS = [None, ("context", "run"), ("context", "tile"), ("fused", "run"), ("fine", "run"),
+            ("coarse", "run"), ("coarse", "tile")]
 
 
 def one(raster: str, setting: tuple[str, str] | None, tmp: str, args: argparse.Namespace) -> float:
     p = ClassifyParams(raster=raster, model=args.model, out_gpkg=str(Path(tmp) / "g.gpkg"), bands=args.bands,
-                       input_scale=args.input_scale)
+                       input_scale=args.input_scale, threads=args.threads)
     if setting:
         p.heatmap, p.heatmap_detail, p.heatmap_norm = str(Path(tmp) / "h.tif"), *setting
     t0 = time.perf_counter()
@@ -43,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bands", default="B02,B03,B04,B05,B06,B07,B08,B8A,B11,B12")
     ap.add_argument("--input-scale", type=float, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="compute threads (default: all cores)")
+    ap.add_argument("--settings", help="only these, e.g. none,context:run,fused:run")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.settings:
+        SETTINGS[:] = [None if s == "none" else tuple(s.split(":")) for s in args.settings.split(",")]
     times: dict[str, list[float]] = {str(s): [] for s in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         for s in SETTINGS:
