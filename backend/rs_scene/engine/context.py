@@ -13,6 +13,9 @@ block's size). Neighbouring tiles of one class share one continuous map, so the 
 
 Cost: one extra forward pass of the dense network over the tiles and their margins (blocks of up to 8 x 8
 tiles and half a tile of margin: about 1.3x the tiles' area).
+
+``--heatmap-detail fused`` draws the same blocks and adds a mid-level layer's LayerCAM map to each class map
+(:mod:`rs_scene.explain.layer_fusion`): a PyTorch forward and one backward pass per class in the block.
 """
 
 from __future__ import annotations
