@@ -5,6 +5,7 @@ blocks after the band-wise layer (band-wise layer + fusion started as the ImageN
 seed 0's images in neither its training nor its test part.
 
     python backend/experiments/exp_bwms_init.py --out build/bwms-init [--seeds 3] [--threads 1]
+    python backend/experiments/exp_bwms_init.py --eurosat --out build/bwms-init-eurosat   # EuroSAT-MS part
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from common import Ctx, Study, load, n_params, seeded_split, train_eval
 SIZE, TRAIN_N, TEST_N = 64, 3, 5
 VAL_SEED = 0
 LRS = (1e-3, 3e-4, 1e-4)
+IMAGENET_LR = 3e-4  # the choice below, bwms's default for an ImageNet body
+PART = "defaults"  # or "eurosat" (``--eurosat``)
 LITE = {"backbone": "efficientnet_lite0", "init": "imagenet"}
 ROWS = {
     "pretrain (defaults)": ("pretrain", {}),
@@ -51,6 +54,8 @@ def choose_lr(ctx: Ctx, data) -> tuple[Study, float]:  # noqa: ANN001
 
 
 def run(ctx: Ctx) -> list[Study]:
+    if PART == "eurosat":
+        return [eurosat(ctx)]
     t0 = time.perf_counter()
     data = load(ctx, "ucmerced", size=SIZE)
     lr_study, lr = choose_lr(ctx, data)
@@ -81,6 +86,38 @@ def run(ctx: Ctx) -> list[Study]:
     return [lr_study, study]
 
 
+def eurosat(ctx: Ctx) -> Study:
+    """exp_bwms.py's EuroSAT-MS setting (ten bands, a third of each class held out, 48 px, 10 epochs given,
+    so no min_steps) with the Lite0 ImageNet body next to the paper's rows on the same seeds."""
+    from exp_bwms import STEMS, options, resized
+
+    from rs_scene.bands import S2_TEN
+
+    t0 = time.perf_counter()
+    data = ctx.small(load(ctx, "eurosat_ms", bands=S2_TEN))
+    lite = "BWMS (Lite0 body, ImageNet)"
+    study = Study("bwms-init-eurosat", "BWMS with ImageNet Lite0 blocks on EuroSAT-MS (ten bands)",
+                  f"EuroSAT-MS, {len(data)} images, per seed a third of each class held out, 48 px, 10 "
+                  "epochs, batch 32, rotations/flips; ResNet-18 rows as exp_bwms.py (from scratch, lr 1e-3); "
+                  f"the Lite0 body from ImageNet at lr {IMAGENET_LR:g} (bwms's default for it), stem init.",
+                  baseline=STEMS["conv"])
+    for seed in ctx.seeds:
+        train, test = seeded_split(data, seed, test=1 / 3)
+        train, test = resized(train, 48), resized(test, 48)
+        rows = {STEMS["conv"]: options("conv", 10), STEMS["bwms"]: options("bwms", 10),
+                lite: {**options("bwms", 10), **LITE, "lr": IMAGENET_LR}}
+        for row, opts in rows.items():
+            r = train_eval(ctx, "bwms", opts, train, test, seed)
+            study.add(row, seed, r.oa, parameters=n_params(r.module), train_s=round(r.seconds))
+    study.goal("Lite0 ImageNet body >= ResNet-18", lite, STEMS["conv"], strict=False)
+    study.goal("Lite0 ImageNet body >= BWMS ResNet-18 body", lite, STEMS["bwms"], strict=False)
+    a, b = study.diff(lite, STEMS["conv"]), study.diff(lite, STEMS["bwms"])
+    study.reading = (f"Lite0 ImageNet body minus ResNet-18: {a.text(points=True)} points; minus the paper's "
+                     f"BWMS: {b.text(points=True)}.")
+    study.seconds = time.perf_counter() - t0
+    return study
+
+
 def reading(study: Study) -> str:
     lite, res = "BWMS Lite0 ImageNet, stem init", "BWMS ResNet-18 scratch, min_steps 200"
     a, b = study.diff(lite, "pretrain (defaults)"), study.diff(lite, res)
@@ -90,7 +127,12 @@ def reading(study: Study) -> str:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import exp_bwms_init  # the module run.py imports (this file runs as __main__)
     import run as runner
 
+    args = sys.argv[1:]
+    if "--eurosat" in args:
+        args.remove("--eurosat")
+        exp_bwms_init.PART = "eurosat"
     runner.EXPERIMENTS["bwms-init"] = "exp_bwms_init"
-    sys.exit(runner.main(["--only", "bwms-init", *sys.argv[1:]]))
+    sys.exit(runner.main(["--only", "bwms-init", *args]))
