@@ -1,0 +1,45 @@
+"""PSKD's learning rate for the defaults setting (UC Merced, 3 training images a class, 64 px), chosen on a
+validation split: seed 0's images in neither its training nor its test part (as exp_bwms_init.py). The
+teacher is the defaults study's (`pretrain` defaults with EfficientNet-Lite2) trained on the same images.
+
+    python backend/experiments/exp_pskd_lr.py --out build/pskd-lr [--threads 1]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from common import Ctx, Study, load, save, train_eval
+from exp_bwms_init import SIZE, VAL_SEED, validation_split
+
+LRS = (0.003, 0.01, 0.03, 0.1)
+
+
+def run(ctx: Ctx) -> Study:
+    t0 = time.perf_counter()
+    train, val = validation_split(load(ctx, "ucmerced", size=SIZE), VAL_SEED)
+    teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2"}, train, val, VAL_SEED)
+    path = save(teacher, ctx.out / "pskd_lr_teacher.pt")
+    study = Study("pskd-lr", "PSKD: learning rate on a validation split (defaults setting)",
+                  f"UC Merced, seed {VAL_SEED}'s {len(train)} training images and as validation its "
+                  f"{len(val)} images in neither its training nor its test part, {SIZE} px, the dialog's "
+                  "defaults but lr; "
+                  f"teacher: pretrain defaults with EfficientNet-Lite2 (validation OA {teacher.oa:.3f}); one "
+                  "split (a selection, not a result).", baseline=f"lr {LRS[2]:g}")
+    for lr in LRS:
+        r = train_eval(ctx, "pskd", {"teacher": str(path), "lr": lr}, train, val, VAL_SEED)
+        study.add(f"lr {lr:g}", VAL_SEED, r.oa, train_s=round(r.seconds))
+    best = max(LRS, key=lambda lr: (study.summary(f"lr {lr:g}").mean, lr))  # a tie: the larger rate
+    study.reading = f"Chosen on validation: lr {best:g} (of equal scores, the larger)."
+    study.seconds = time.perf_counter() - t0
+    return study
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as runner
+
+    runner.EXPERIMENTS["pskd-lr"] = "exp_pskd_lr"
+    sys.exit(runner.main(["--only", "pskd-lr", *sys.argv[1:]]))
