@@ -71,18 +71,24 @@ def test_context_cells_are_placed_on_the_pixels_they_read(tmp_path: Path) -> Non
     cam = CamRunner(net, "gradcam", (1, 32, 32), "context", "run")
     assert cam.detail == "context"
     for y, x in ((10, 14), (40, 70), (94, 34)):  # even pixels: the probe's dense cells read those
-        a = np.zeros((1, 96, 128), np.float32)
-        a[0, y, x] = 1.0
-        raster = write_raster(tmp_path / f"p{y}_{x}.tif", a, descriptions=["b1"])
-        with rasterio.open(raster) as ds:
-            plan = make_plan(ds, card, bands="1", input_scale=1.0)
-        out = np.zeros((96, 128), np.float32)
-
-        def add(t: object, m: np.ndarray, v: np.ndarray, out: np.ndarray = out) -> None:
-            out[t.y : t.y + t.h, t.x : t.x + t.w] = m
-
-        context.context_heat(cam, card, plan, str(raster), dict.fromkeys(plan.tiles, 0), add)
+        out = one_pixel_heat(tmp_path, cam, card, y, x)
         assert np.unravel_index(out.argmax(), out.shape) == (y, x)
+
+
+def one_pixel_heat(tmp: Path, cam: CamRunner, card: ModelCard, y: int, x: int) -> np.ndarray:
+    """classify's context heatmap (class 0 on every tile) of a 96 x 128 raster that is 0 but pixel (y, x)."""
+    a = np.zeros((1, 96, 128), np.float32)
+    a[0, y, x] = 1.0
+    raster = write_raster(tmp / f"p{y}_{x}.tif", a, descriptions=["b1"])
+    with rasterio.open(raster) as ds:
+        plan = make_plan(ds, card, bands="1", input_scale=1.0)
+    out = np.zeros((96, 128), np.float32)
+
+    def add(t: object, m: np.ndarray, v: np.ndarray) -> None:
+        out[t.y : t.y + t.h, t.x : t.x + t.w] = m
+
+    context.context_heat(cam, card, plan, str(raster), dict.fromkeys(plan.tiles, 0), add)
+    return out
 
 
 @pytest.mark.parametrize(("stride", "edge"), [(64, "shift"), (32, "pad"), (64, "drop")])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from conftest import S2_BANDS_OPT, S2_SCENE, run_main, write_raster
+from conftest import S2_BANDS_OPT, S2_SCENE, run_main
 from pytorch_grad_cam import LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from rs_scene.card import ModelCard
@@ -27,7 +27,7 @@ from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
 from rs_scene.explain.cam import CamRunner, cam_alignment
 from rs_scene.explain.layer_fusion import fuse, layercam_maps
-from test_cam_context import _extent
+from test_cam_context import _extent, one_pixel_heat
 from torch import nn
 from torch.nn import functional as F
 
@@ -103,17 +103,7 @@ def test_fused_cells_are_placed_on_the_pixels_they_read(tmp_path: Path) -> None:
     cam = CamRunner(_Probe3().eval(), "gradcam", (1, 32, 32), "fused", "run")
     assert cam.detail == "fused" and cam.fuse_layer_name == "_blocks.1"
     for y, x in ((8, 12), (40, 68), (92, 36)):  # multiples of 4: the pixels the probe's dense cells read
-        a = np.zeros((1, 96, 128), np.float32)
-        a[0, y, x] = 1.0
-        raster = write_raster(tmp_path / f"p{y}_{x}.tif", a, descriptions=["b1"])
-        with rasterio.open(raster) as ds:
-            plan = make_plan(ds, card, bands="1", input_scale=1.0)
-        out = np.zeros((96, 128), np.float32)
-
-        def add(t: object, m: np.ndarray, v: np.ndarray, out: np.ndarray = out) -> None:
-            out[t.y : t.y + t.h, t.x : t.x + t.w] = m
-
-        context.context_heat(cam, card, plan, str(raster), dict.fromkeys(plan.tiles, 0), add)
+        out = one_pixel_heat(tmp_path, cam, card, y, x)
         assert np.unravel_index(out.argmax(), out.shape) == (y, x)
         # both maps centred on the pixel: a misplaced layer map would tilt the fused one to a side
         assert abs(out[y, x - 2] - out[y, x + 2]) < 1e-4 * out[y, x]
