@@ -196,6 +196,16 @@ def train_eval(ctx: Ctx, name: str, options: dict[str, Any], train: SceneData, t
     return run
 
 
+def choose_lr(ctx: Ctx, study: Study, name: str, options: dict[str, Any], lrs: tuple[float, ...],
+              train: SceneData, val: SceneData, seed: int) -> float:
+    """Train ``name`` with ``options`` at each of ``lrs`` on ``train``, add each validation OA to ``study`` as
+    row ``lr X``, and return the rate with the best one (of equal scores, the larger rate)."""
+    for lr in lrs:
+        r = train_eval(ctx, name, {**options, "lr": lr}, train, val, seed)
+        study.add(f"lr {lr:g}", seed, r.oa, train_s=round(r.seconds))
+    return max(lrs, key=lambda lr: (study.summary(f"lr {lr:g}").mean, lr))
+
+
 def save(run: Run, path: Path) -> Path:
     """The run's exported module as an RS Scene model file (teachers, in-domain inits)."""
     run.card.training = {"kind": "experiment"}

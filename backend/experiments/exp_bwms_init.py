@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, n_params, seeded_split, train_eval
+from common import Ctx, Study, choose_lr, load, n_params, seeded_split, train_eval
 
 SIZE, TRAIN_N, TEST_N = 64, 3, 5
 VAL_SEED = 0
@@ -38,17 +38,14 @@ def validation_split(data, seed: int = 0):  # noqa: ANN001, ANN201
     return train, data.subset([i for i, f in enumerate(data.files) if f not in used])
 
 
-def choose_lr(ctx: Ctx, data) -> tuple[Study, float]:  # noqa: ANN001
+def select_lr(ctx: Ctx, data) -> tuple[Study, float]:  # noqa: ANN001
     train, val = validation_split(data, VAL_SEED)
     study = Study("bwms-init-lr", "BWMS Lite0 ImageNet: learning rate on a validation split",
                   f"UC Merced, seed {VAL_SEED}'s {len(train)} training images and as validation its "
                   f"{len(val)} images in neither its training nor its test part, {SIZE} px, "
                   "Adam, min_steps 200, stem init; one split (a selection, not a result).",
                   baseline=f"lr {LRS[0]:g}")
-    for lr in LRS:
-        r = train_eval(ctx, "bwms", {**LITE, "lr": lr}, train, val, VAL_SEED)
-        study.add(f"lr {lr:g}", VAL_SEED, r.oa, train_s=round(r.seconds))
-    best = max(LRS, key=lambda lr: study.summary(f"lr {lr:g}").mean)
+    best = choose_lr(ctx, study, "bwms", LITE, LRS, train, val, VAL_SEED)
     study.reading = f"Chosen on validation: lr {best:g}."
     return study, best
 
@@ -58,7 +55,7 @@ def run(ctx: Ctx) -> list[Study]:
         return [eurosat(ctx)]
     t0 = time.perf_counter()
     data = load(ctx, "ucmerced", size=SIZE)
-    lr_study, lr = choose_lr(ctx, data)
+    lr_study, lr = select_lr(ctx, data)
     lr_study.seconds = time.perf_counter() - t0
     study = Study(
         "bwms-init",

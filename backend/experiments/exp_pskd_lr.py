@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, save, train_eval
+from common import Ctx, Study, choose_lr, load, save, train_eval
 from exp_bwms_init import SIZE, VAL_SEED, validation_split
 
 LRS = (0.003, 0.01, 0.03, 0.1)
@@ -28,10 +28,7 @@ def run(ctx: Ctx) -> Study:
                   "defaults but lr; "
                   f"teacher: pretrain defaults with EfficientNet-Lite2 (validation OA {teacher.oa:.3f}); one "
                   "split (a selection, not a result).", baseline=f"lr {LRS[2]:g}")
-    for lr in LRS:
-        r = train_eval(ctx, "pskd", {"teacher": str(path), "lr": lr}, train, val, VAL_SEED)
-        study.add(f"lr {lr:g}", VAL_SEED, r.oa, train_s=round(r.seconds))
-    best = max(LRS, key=lambda lr: (study.summary(f"lr {lr:g}").mean, lr))  # a tie: the larger rate
+    best = choose_lr(ctx, study, "pskd", {"teacher": str(path)}, LRS, train, val, VAL_SEED)
     study.reading = f"Chosen on validation: lr {best:g} (of equal scores, the larger)."
     study.seconds = time.perf_counter() - t0
     return study

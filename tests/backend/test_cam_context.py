@@ -26,6 +26,7 @@ from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
 from rs_scene.explain.cam import CamRunner, cam_alignment, resample_maps
 from rs_scene.explain.faithfulness import position_bias
+from rs_scene.explain.scene_bias import tile_maps
 from rs_scene.io.tiling import tile_grid
 from test_cam_fine import _Probe
 
@@ -108,27 +109,29 @@ def test_blocks_cover_every_tile_once(stride: int, edge: str) -> None:
             assert all(w.y + 32 <= t.y and t.y + t.h <= w.y + w.h - 32 for t in b.tiles)
 
 
-def _tile_maps(heat: Path) -> np.ndarray:
-    with rasterio.open(heat) as h:
-        a = h.read(1)
-        valid = a != h.nodata
-        tags = h.tags()
-    maps = [a[r : r + 64, c : c + 64] for r in range(0, a.shape[0] - 63, 64) for c in range(0, a.shape[1] - 63, 64)
-            if valid[r : r + 64, c : c + 64].all()]
-    return np.stack(maps), tags
+def demo_heatmaps(tmp: Path, tiles: tuple[int, int, int, int],
+                  runs: dict[str, list[str]]) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, str]]]:
+    """classify's heatmap of ``tiles`` (col, row, cols, rows of 64 px) of the demo scene once per run (its
+    extra options): per run the heatmap, its valid pixels and its tags."""
+    with rasterio.open(S2_SCENE) as ds:
+        extent = ",".join(map(str, _extent(ds, *tiles)))
+    out = {}
+    for key, extra in runs.items():
+        heat = tmp / f"{key}.tif"
+        proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
+                        "--input-scale", "1000", "--extent", extent, "--heatmap", heat, *extra)
+        assert proc.returncode == 0, proc.stderr
+        with rasterio.open(heat) as h:
+            a = h.read(1)
+            out[key] = (a, a != h.nodata, h.tags())
+    return out
 
 
 def test_context_maps_on_the_demo_scene_are_not_centre_blobs(tmp_path: Path) -> None:
-    with rasterio.open(S2_SCENE) as ds:
-        extent = ",".join(map(str, _extent(ds, 7, 4, 6, 6)))
+    heat = demo_heatmaps(tmp_path, (7, 4, 6, 6), {"context": [], "fine": ["--heatmap-detail", "fine"]})
     pb = {}
-    for detail in ("context", "fine"):
-        heat = tmp_path / f"{detail}.tif"
-        proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
-                        "--input-scale", "1000", "--extent", extent, "--heatmap", heat,
-                        *(["--heatmap-detail", detail] if detail != "context" else []))
-        assert proc.returncode == 0, proc.stderr
-        maps, tags = _tile_maps(heat)
+    for detail, (a, valid, tags) in heat.items():
+        maps = tile_maps(a, valid, 64)
         assert len(maps) == 36 and tags["HEATMAP_DETAIL"] == detail
         pb[detail] = position_bias(maps)["median_corr"]
     assert tags["HEATMAP_CELLS_PER_TILE"] == "8x8"
@@ -139,18 +142,9 @@ def test_context_maps_from_onnx_runtime_equal_pytorch(tmp_path: Path) -> None:
     """The context pass runs the dense network through an ONNX export with dynamic height and width where
     classify runs on ONNX Runtime; its heatmap equals the PyTorch one's."""
     pytest.importorskip("onnxruntime")
-    with rasterio.open(S2_SCENE) as ds:
-        extent = ",".join(map(str, _extent(ds, 2, 3, 3, 3)))
-    heat = {}
-    for runtime in ("torch", "onnx"):
-        heat[runtime] = tmp_path / f"{runtime}.tif"
-        proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
-                        "--input-scale", "1000", "--extent", extent, "--heatmap", heat[runtime],
-                        "--runtime", runtime)
-        assert proc.returncode == 0, proc.stderr
-    with rasterio.open(heat["torch"]) as a, rasterio.open(heat["onnx"]) as b:
-        x, y = a.read(1), b.read(1)
-        assert a.tags()["HEATMAP_DETAIL"] == b.tags()["HEATMAP_DETAIL"] == "context"
+    heat = demo_heatmaps(tmp_path, (2, 3, 3, 3), {r: ["--runtime", r] for r in ("torch", "onnx")})
+    (x, _, a), (y, _, b) = heat["torch"], heat["onnx"]
+    assert a["HEATMAP_DETAIL"] == b["HEATMAP_DETAIL"] == "context"
     assert x.shape == y.shape == (192, 192) and np.abs(x - y).max() < 1e-3
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from conftest import S2_BANDS_OPT, S2_SCENE, run_main
+from conftest import S2_BANDS_OPT, S2_SCENE
 from pytorch_grad_cam import LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from rs_scene.card import ModelCard
@@ -27,7 +27,7 @@ from rs_scene.engine.infer import load_model
 from rs_scene.engine.plan import make_plan
 from rs_scene.explain.cam import CamRunner, cam_alignment
 from rs_scene.explain.layer_fusion import fuse, layercam_maps
-from test_cam_context import _extent, one_pixel_heat
+from test_cam_context import _extent, demo_heatmaps, one_pixel_heat
 from torch import nn
 from torch.nn import functional as F
 
@@ -119,17 +119,8 @@ def test_fuse_puts_the_layer_map_on_the_evidence_scale() -> None:
 
 
 def test_classify_writes_the_fused_heatmap(tmp_path: Path) -> None:
-    with rasterio.open(S2_SCENE) as ds:
-        extent = ",".join(map(str, _extent(ds, 2, 3, 2, 2)))
-    heat = {}
-    for detail in ("context", "fused"):
-        heat[detail] = tmp_path / f"{detail}.tif"
-        proc = run_main("classify", S2_SCENE, "--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT,
-                        "--input-scale", "1000", "--extent", extent, "--heatmap", heat[detail],
-                        "--heatmap-detail", detail)
-        assert proc.returncode == 0, proc.stderr
-    with rasterio.open(heat["context"]) as a, rasterio.open(heat["fused"]) as b:
-        ctx, fused = a.read(1), b.read(1)
-        assert b.tags()["HEATMAP_DETAIL"] == "fused" and b.tags()["HEATMAP_CONTEXT_PX"] == "32"
+    heat = demo_heatmaps(tmp_path, (2, 3, 2, 2), {d: ["--heatmap-detail", d] for d in ("context", "fused")})
+    (ctx, _, _), (fused, _, tags) = heat["context"], heat["fused"]
+    assert tags["HEATMAP_DETAIL"] == "fused" and tags["HEATMAP_CONTEXT_PX"] == "32"
     assert ctx.shape == fused.shape == (128, 128) and np.isfinite(fused).all()
     assert np.abs(fused - ctx).max() > 0.05  # the layer's map is in it

@@ -51,6 +51,12 @@ def lifted_epochs(epochs: int, n: int, batch_size: int, min_steps: int) -> int:
     return max(epochs, -(-min_steps // n_batches(n, batch_size)))
 
 
+def stretched(span: int, lifted: int, epochs: int) -> int:
+    """A schedule length of ``span`` epochs (a warm-up, a decay step) for a run lifted from ``epochs`` to
+    ``lifted`` epochs by :func:`lifted_epochs`: the same share of the run."""
+    return round(span * lifted / max(epochs, 1))
+
+
 def even_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """``order`` cut into :func:`n_batches` batches of near-equal size (between 2/3 and 3/2 of
     ``batch_size``): every image is used each epoch and no tiny last batch gives a noisy step (100 images at

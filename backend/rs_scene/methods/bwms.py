@@ -37,7 +37,7 @@ from ..data.transforms import normalize, random_flip_rot90, resize
 from ..errors import RSSceneError
 from ..models import create_backbone
 from ..models.bwms import LITE_BODIES, BWMSBackbone, BWMSClassifier, BWMSEfficientNet
-from .base import Method, MethodConfig, Stage, n_batches, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt, stretched
 from .registry import register_method
 
 IMAGENET_LR = 3e-4  # UC Merced 3 a class, 64 px, validation OA: 1e-3 0.463, 3e-4 0.551, 1e-4 0.456
@@ -131,11 +131,8 @@ class BWMSMethod(Method):
         """``epochs``, lifted to ``min_steps`` optimiser steps on a small set; the lr halving is stretched by
         the same factor, so it falls at the same fraction of the run (30 of 10 epochs -> 300 of 100)."""
         c, n = self.config, getattr(self, "n_train", 0)
-        epochs = c.epochs
-        if n and c.min_steps > 0:
-            epochs = max(epochs, -(-c.min_steps // n_batches(n, c.batch_size)))
-        halving = max(round(c.lr_halving * epochs / max(c.epochs, 1)), 1)
-        return [Stage("train", epochs, {"lr_halving": halving})]
+        epochs = lifted_epochs(c.epochs, n, c.batch_size, c.min_steps)
+        return [Stage("train", epochs, {"lr_halving": max(stretched(c.lr_halving, epochs, c.epochs), 1)})]
 
     def prepare_batch(self, data: SceneData, idx: torch.Tensor, stage: Stage, trainer: Any):
         """Rotations and flips only: a crop-and-resize would blur the replicated 20 m pixels."""

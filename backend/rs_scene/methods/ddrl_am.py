@@ -38,7 +38,7 @@ from ..errors import RSSceneError
 from ..losses import CenterLoss
 from ..models import SceneClassifier, create_backbone
 from ..models.sft import DDRLAMNet
-from .base import Method, MethodConfig, Stage, lifted_epochs, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt, stretched
 from .pretrain import load_init_backbone
 from .registry import register_method
 
@@ -145,8 +145,8 @@ class DDRLAMMethod(Method):
         first = c.stage1_epochs or two
         base = c.stage1_epochs or c.epochs
         return [
-            Stage("attention", first, {"lr_step": max(round(c.lr_step * first / base), 1)}),
-            Stage("two-stream", two, {"lr_step": max(round(c.lr_step * two / c.epochs), 1)}),
+            Stage("attention", first, {"lr_step": max(stretched(c.lr_step, first, base), 1)}),
+            Stage("two-stream", two, {"lr_step": max(stretched(c.lr_step, two, c.epochs), 1)}),
         ]
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:

@@ -39,7 +39,7 @@ from ..data.transforms import normalize, random_flip_rot90, random_resized_crop,
 from ..errors import RSSceneError
 from ..losses import SupConLoss
 from ..models import SceneClassifier
-from .base import Method, MethodConfig, Stage, lifted_epochs, opt
+from .base import Method, MethodConfig, Stage, lifted_epochs, opt, stretched
 from .pretrain import load_init_backbone
 from .registry import register_method
 
@@ -176,7 +176,7 @@ class SCLMethod(Method):
         c, n = self.config, getattr(self, "n_train", 0)
         first = lifted_epochs(c.epochs, n, c.batch_size, c.min_steps)
         return [
-            Stage("contrastive", first, {"warmup": round(c.warmup_epochs * first / max(c.epochs, 1))}),
+            Stage("contrastive", first, {"warmup": stretched(c.warmup_epochs, first, c.epochs)}),
             Stage("classifier", c.classifier_epochs or c.epochs),
         ]
 
