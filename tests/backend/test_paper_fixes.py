@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,57 @@ def test_pretrain_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept(
     both.prepare_data(None, list(range(63)))
     assert both.stages()[0].epochs == 25
 
+
+
+@pytest.fixture(scope="module")
+def ucm48(ucm_tiny: Path) -> SceneData:
+    return open_dataset(ucm_tiny, size=48)  # at 32 px ImageNet Lite0's eval-mode features are all 0
+
+
+def lpft(ucm: SceneData, **options):
+    method = create_method("pretrain", {"batch_size": 6, **options}, num_classes=3, bands=ucm.bands)
+    card = build_card(TrainParams(out="p.pt"), ucm, ucm, method)
+    method.prepare_data(card, ucm)
+    torch.manual_seed(0)
+    model = method.build_model().train()
+    return method, card, model, copy.deepcopy(model.state_dict())
+
+
+def test_pretrain_fine_tune_starts_from_a_linear_probe(ucm48: SceneData) -> None:
+    """LP-FT (the default from pretrained weights): before the first fine-tuning step the classifier is a
+    probe fitted on the frozen, unaugmented features; the backbone and the modes are untouched."""
+    method, card, model, before = lpft(ucm48)
+    assert method.config.head_init == "auto" and method.head_from_probe()
+    stage = method.stages()[0]
+    method.on_stage_start(model, stage, ucm48)
+    assert model.training and model.backbone.training
+    after = model.state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in after.items() if not k.startswith("head."))
+    with torch.no_grad():
+        f = model.eval().forward_head(model.forward_features(preprocess(ucm48.x, card)), pre_logits=True)
+        fitted = F.cross_entropy(model.head(f), ucm48.y)
+        head = nn.Linear(f.shape[1], 3)
+        head.load_state_dict({k[5:]: v for k, v in before.items() if k.startswith("head.")})
+        start = F.cross_entropy(head(f), ucm48.y)
+    assert float(fitted) < 0.5 * float(start)
+    assert (model.head(f).argmax(1) == ucm48.y).float().mean() == 1.0  # 12 images, 1280 features: separable
+
+
+@pytest.mark.parametrize("options", [{"head_init": "random"}, {"init": "scratch"}, {"mode": "linear-probe"}])
+def test_pretrain_head_stays_random_for_the_papers_fine_tune_and_from_scratch(ucm48: SceneData, options) -> None:
+    method, _, model, before = lpft(ucm48, **options)
+    method.on_stage_start(model, method.stages()[0], ucm48)
+    assert not method.head_from_probe()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_pretrain_resumed_stage_keeps_its_fine_tuned_head(ucm48: SceneData) -> None:
+    """A run resumed from a checkpoint has its head in the checkpoint: it is not fitted again."""
+    method, _, model, before = lpft(ucm48)
+    stage = method.stages()[0]
+    stage.info["resumed"] = True
+    method.on_stage_start(model, stage, ucm48)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_pskd_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept() -> None:

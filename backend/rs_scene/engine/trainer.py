@@ -121,6 +121,8 @@ class Trainer:
         use_amp = self.settings.amp and self.device.type == "cuda"
         for si in range(start_stage, len(stages)):
             stage = stages[si]
+            if ckpt is not None and si == start_stage:  # its start-up ran before the checkpoint was saved
+                stage.info["resumed"] = True
             self.method.on_stage_start(model, stage, train)
             steps = n_batches(len(train), self.method.config.batch_size)
             optim, sched = self.method.configure_optimizer(model, stage, steps)

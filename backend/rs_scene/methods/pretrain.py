@@ -6,6 +6,12 @@ Schedule as in the paper: Adam, linear warm-up over the first 5 epochs to the ba
 3e-4 when fine-tuning pretrained weights, a fixed 1e-3 for a linear probe), then x0.2 at 50 %, 70 % and 90 %
 of the epochs (the paper's 50th/70th/90th of 100).
 
+Fine-tuning starts, by default, from a linear probe fitted first on the frozen features (LP-FT, Kumar et al.
+2022, "Fine-tuning can distort pretrained features"; ``head_init``): a random classifier's large first
+gradients reshape the pretrained features before the classifier fits them. On validation images of the
+pre-training study (147 UC Merced images, 48 px) LP-FT scored 0.656, the paper's random start 0.561, the probe
+alone 0.577 (3 seeds). ``head_init random`` is the paper's fine-tune.
+
 ``min_steps`` gives a small training set enough optimiser steps: the epochs are raised until the run has that
 many (100 images at batch 32 and 10 epochs are 30 steps; the paper runs thousands). A linear probe trains on
 features computed once with the frozen backbone in eval mode and no augmentation (the paper's probe), so its
@@ -21,10 +27,11 @@ import torch
 from torch import nn
 
 from ..card import load_model_file
+from ..engine.evaluate import preprocess
 from ..errors import RSSceneError
 from ..models import SceneClassifier, create_backbone
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, lifted_epochs, opt
+from .base import Method, MethodConfig, Stage, even_batches, lifted_epochs, opt
 from .registry import build_inference_model, register_method
 
 
@@ -36,6 +43,11 @@ class PretrainConfig(MethodConfig):
     mode: str = opt("fine-tune", "train the whole network or only a linear classifier on frozen features",
                     choices=["fine-tune", "linear-probe"])
     lr: float = opt(0.0, "base learning rate; 0 = the paper's (3e-3 scratch, 3e-4 fine-tune, 1e-3 probe)")
+    head_init: str = opt("auto", "fine-tune: start the classifier from a linear probe trained first on the "
+                         "frozen features (probe: LP-FT, Kumar et al. 2022) or from random weights (random: "
+                         "the paper); auto = probe from pretrained weights, random from scratch (chosen on "
+                         "validation images: +9.5 points over random at 147 UC Merced images)",
+                         choices=["auto", "probe", "random"])
     warmup_epochs: int = opt(5, "epochs of linear learning-rate warm-up")
     min_steps: int = opt(200, "at least this many optimiser steps: a small set trains more epochs than the "
                          "default (0 = off; given epochs are kept unless min_steps is given too)")
@@ -84,6 +96,7 @@ class PretrainMethod(Method):
 
     def prepare_data(self, card: Any, train: Any) -> None:
         self.n_train = len(train)
+        self.card = card
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -110,14 +123,29 @@ class PretrainMethod(Method):
         self.features: torch.Tensor | None = None
         if self.config.mode == "linear-probe":
             model.backbone.eval()  # frozen features: BatchNorm statistics stay those of the source
+        elif self.head_from_probe() and not stage.info.get("resumed"):
+            probe_head(model, frozen_features(model, train_loader, self.prepare_eval), train_loader.y,
+                       self.config.batch_size, self.task_loss)
         self.model = model
+
+    def head_from_probe(self) -> bool:
+        """LP-FT: fine-tuning starts from a linear probe (``head_init`` probe; auto: unless from scratch)."""
+        c = self.config
+        auto = c.head_init == "auto" and c.init != "scratch"
+        return c.mode == "fine-tune" and (c.head_init == "probe" or auto)
+
+    def prepare_eval(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """The evaluation preprocessing of the model card (``prepare_data`` stores it)."""
+        if getattr(self, "card", None) is None:
+            raise RSSceneError("pretrain: prepare_data(card, train) must run before training")
+        return preprocess(x, self.card)
 
     def prepare_batch(self, data: Any, idx: torch.Tensor, stage: Stage, trainer: Any):
         """Fine-tuning: the trainer's augmented batch. Linear probe: the cached frozen features of ``idx``."""
         if self.config.mode != "linear-probe":
             return trainer.prepare(data.x[idx], train=True), data.y[idx].to(trainer.device)
         if self.features is None or len(self.features) != len(data):
-            self.features = frozen_features(self.model, data, trainer)
+            self.features = frozen_features(self.model, data, trainer.prepare)
         return self.features[idx.to(self.features.device)], data.y[idx].to(trainer.device)
 
     def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Stage):
@@ -127,9 +155,34 @@ class PretrainMethod(Method):
 
 
 @torch.no_grad()
-def frozen_features(model: nn.Module, data: Any, trainer: Any, batch: int = 64) -> torch.Tensor:
-    """Pooled backbone features of every training image, eval mode, the evaluation preprocessing."""
-    model.backbone.eval()
-    parts = [model.forward_head(model.forward_features(trainer.prepare(data.x[i : i + batch], train=False)),
+def frozen_features(model: nn.Module, data: Any, prepare: Any, batch: int = 64) -> torch.Tensor:
+    """Pooled backbone features of every training image, eval mode, the evaluation preprocessing
+    (``prepare(x, train=False)``). The model's mode is restored afterwards."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [model.forward_head(model.forward_features(prepare(data.x[i : i + batch].to(device), False)),
                                 pre_logits=True) for i in range(0, len(data), batch)]
+    for m, mode in zip(model.modules(), modes, strict=True):
+        m.train(mode)
     return torch.cat(parts).float()
+
+
+PROBE_EPOCHS, PROBE_LR = 100, 1e-3  # the linear probe's own settings (mode linear-probe, the paper's)
+
+
+@torch.enable_grad()
+def probe_head(model: nn.Module, features: torch.Tensor, y: torch.Tensor, batch_size: int, loss_fn: Any,
+               epochs: int = PROBE_EPOCHS, lr: float = PROBE_LR) -> None:
+    """LP-FT's first step: train ``model.head`` in place as a linear probe on the cached ``features`` of the
+    frozen backbone (Adam, no augmentation, no dropout), so fine-tuning starts from a fitted classifier and
+    its first steps do not distort the pretrained features. Batches are drawn from torch's seeded RNG."""
+    head = model.head
+    y = y.to(features.device)
+    optim = torch.optim.Adam(head.parameters(), lr=lr)
+    for _ in range(epochs):
+        for idx in even_batches(torch.randperm(len(features)), batch_size):
+            loss = loss_fn(head(features[idx]), y[idx])
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
