@@ -12,8 +12,10 @@ import argparse
 import importlib
 import json
 import platform
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -31,6 +33,9 @@ EXPERIMENTS = {
     "pretrain": "exp_pretrain",
     "defaults": "exp_defaults",
 }
+# Relative cost of one seed of each study on the quick profile (measured 2026-12-02): --jobs starts the
+# longest first, so that the last job to finish is a short one.
+COST = {"defaults": 10, "ddrl-am": 6, "pskd": 4, "pretrain": 3, "scl": 2, "bwms": 1.5}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,21 +53,75 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--methods", help="defaults study: only these methods (comma-separated; pretrain, the "
                     "baseline, always runs); --merge joins the rows with another run's")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy CPU)")
+    ap.add_argument("--jobs", type=int, default=1, help="run the studies' seeds as this many processes at "
+                    "once (each with --threads threads; one per CPU core), then join them as --merge does")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
     ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
                     help="train nothing: combine these results.json files (in this order) into --out")
     return ap.parse_args(argv)
 
 
-def merge(files: list[str], out: Path) -> int:
+def parallel(args: argparse.Namespace, argv: list[str], out: Path) -> int:
+    """``--jobs N``: one process per (study, seed), N at a time, each writing under ``out/parts/``; then their
+    results joined into ``out`` in the usual study order. A failed part fails the run (its log is named)."""
+    ctx = Ctx(Path(args.data), out, PROFILES["smoke" if args.quick else args.profile], args.seeds,
+              seed_list=[int(v) for v in args.seed_list.split(",")] if args.seed_list else None)
+    names = args.only or list(EXPERIMENTS)
+    units = [(name, seed) for name in names for seed in ctx.seeds]
+    keep = [a for a in _without(argv, "--jobs", "--seed-list", "--out", "--only") if a != "--quick"]
+    if args.quick:
+        keep += ["--profile", "smoke"]
+
+    def one(unit: tuple[str, int]) -> tuple[tuple[str, int], int, Path]:
+        name, seed = unit
+        part = out / "parts" / f"{name}-s{seed}"
+        part.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, str(Path(__file__).resolve()), *keep, "--only", name, "--seed-list", str(seed),
+               "--out", str(part)]
+        with open(part / "log", "w") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        log_path = part / "log"
+        state = "done" if rc == 0 else f"FAILED (exit {rc}), see {log_path}"
+        print(f"== {name} seed {seed}: {state}", file=sys.stderr, flush=True)
+        return unit, rc, part
+
+    t0 = time.perf_counter()
+    order = sorted(units, key=lambda u: -COST.get(u[0], 1))
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = list(pool.map(one, order))
+    failed = [f"{n} seed {s}: {p / 'log'}" for (n, s), rc, p in done if rc != 0]
+    if failed:
+        print("failed parts: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    parts = [str(out / "parts" / f"{n}-s{s}" / "results.json") for n, s in units]  # study order, then seed
+    header = make_header(ctx.profile.name, len(ctx.seeds), args.device, args.threads) + (
+        f"\nRun as {args.jobs} processes at once (`--jobs {args.jobs}`: one study seed each, {args.threads} "
+        "thread(s) each); train_s and tiles/s are measured beside the other processes.\n")
+    return merge(parts, out, seconds=time.perf_counter() - t0, header=header)
+
+
+def _without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` without the given options and their values (``--x v`` and ``--x=v``)."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        elif not any(a.startswith(f + "=") for f in flags):
+            kept.append(a)
+    return kept
+
+
+def merge(files: list[str], out: Path, seconds: float | None = None, header: str = "") -> int:
     """One results.md / results.json / plots from the results of several runs (e.g. run in parallel)."""
     studies: list = []
     by_key: dict[str, Study] = {}
-    seconds, header = 0.0, ""
+    longest, first = 0.0, ""
     for f in files:
         d = json.loads(Path(f).read_text())
-        seconds = max(seconds, d.get("seconds", 0.0))  # runs merged here ran in parallel
-        header = header or d.get("header", "")
+        longest = max(longest, d.get("seconds", 0.0))  # runs merged here ran in parallel
+        first = first or d.get("header", "")
         for t in d["tables"]:
             if "key" not in t:
                 studies.append(Table(**t))
@@ -75,7 +134,7 @@ def merge(files: list[str], out: Path) -> int:
         if key in EXPERIMENTS:
             fn = getattr(importlib.import_module(EXPERIMENTS[key]), "reading", None)
             study.reading = fn(study) if fn is not None else study.reading
-    write(out, header or "# RS Scene benchmark\n", studies, seconds)
+    write(out, header or first or "# RS Scene benchmark\n", studies, longest if seconds is None else seconds)
     print(f"merged {len(studies)} tables from {len(files)} files into {out / 'results.md'}")
     return 0
 
@@ -87,20 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:
         return merge(args.merge, out)
+    if args.jobs > 1:
+        return parallel(args, sys.argv[1:] if argv is None else list(argv), out)
     profile = PROFILES["smoke" if args.quick else args.profile]
     seed_list = [int(v) for v in args.seed_list.split(",")] if args.seed_list else None
     ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device, seed_list,
               args.methods.split(",") if args.methods else None)
-    header = (
-        f"# RS Scene benchmark\n\nProfile `{profile.name}`"
-        f"{' (HARNESS CHECK: numbers meaningless)' if profile.name == 'smoke' else ''}, "
-        f"{len(ctx.seeds)} seeds (seed s draws split s and initialises with s), training on "
-        f"{args.device}, CPU {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} thread(s). Each row: mean over seeds with the t-based 95 % interval of the mean; "
-        "'paired diff' is the row minus the study's baseline on the same seeds (same split, same init), "
-        "with its own 95 % interval, in accuracy points. A goal written '>' is met when that interval lies "
-        "above 0, '>=' when it reaches 0 (not worse within the noise).\n"
-    )
+    header = make_header(profile.name, len(ctx.seeds), args.device, args.threads)
     studies, t0 = [], time.perf_counter()
     for name in args.only or list(EXPERIMENTS):
         print(f"== {name}", file=sys.stderr, flush=True)
@@ -111,6 +163,19 @@ def main(argv: list[str] | None = None) -> int:
             write(out, header, studies, time.perf_counter() - t0)
     print(f"total {time.perf_counter() - t0:.0f} s; wrote {out / 'results.md'} and {out / 'results.json'}")
     return 0
+
+
+def make_header(profile: str, n_seeds: int, device: str, threads: int) -> str:
+    return (
+        f"# RS Scene benchmark\n\nProfile `{profile}`"
+        f"{' (HARNESS CHECK: numbers meaningless)' if profile == 'smoke' else ''}, "
+        f"{n_seeds} seeds (seed s draws split s and initialises with s), training on "
+        f"{device}, CPU {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{threads} thread(s). Each row: mean over seeds with the t-based 95 % interval of the mean; "
+        "'paired diff' is the row minus the study's baseline on the same seeds (same split, same init), "
+        "with its own 95 % interval, in accuracy points. A goal written '>' is met when that interval lies "
+        "above 0, '>=' when it reaches 0 (not worse within the noise).\n"
+    )
 
 
 def write(out: Path, header: str, studies: list, seconds: float) -> None:

@@ -117,3 +117,30 @@ def test_rows_from_a_second_run_join_with_their_goal_and_the_baseline_once() -> 
     assert list(full.values) == ["b", "a", "c"] and full.values["b"] == {0: 0.6, 1: 0.6, 2: 0.6}
     assert full.extras["b"]["parameters"] == [3, 3, 3]
     assert [g.text for g in full.goals] == ["a >= b", "c >= b"] and full.goals[1].diff.n == 3
+
+
+RUN = Path(__file__).resolve().parents[2] / "backend" / "experiments" / "run.py"
+
+
+def test_jobs_run_each_seed_as_a_process_and_join_them(data_root: Path, tmp_path: Path) -> None:
+    """`run.py --jobs 2`: one process per study seed, joined into one table with every seed; a part that
+    fails fails the run and names its log."""
+    import subprocess
+
+    out = tmp_path / "e"
+    cmd = [sys.executable, str(RUN), "--data", str(data_root), "--profile", "smoke", "--only", "pretrain",
+           "--jobs", "2", "--out"]
+    done = subprocess.run([*cmd, str(out)], check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["pretrain-s0", "pretrain-s1"]
+    result = json.loads((out / "results.json").read_text())
+    (table,) = result["tables"]
+    assert table["key"] == "pretrain"
+    assert all(sorted(r["per_seed"]) == ["0", "1"] for r in table["rows"].values())
+    assert "2 seeds" in result["header"] and "--jobs 2" in result["header"]
+    assert (out / "plot_pretrain.png").stat().st_size > 0
+
+    bad = subprocess.run([*cmd, str(tmp_path / "f"), "--data", str(tmp_path / "no-data")], check=False,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "failed parts" in bad.stderr and "pretrain seed 0" in bad.stderr
+    assert not (tmp_path / "f" / "results.json").exists()
