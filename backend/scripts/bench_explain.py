@@ -3,7 +3,8 @@ images from ../shared/data (fixed seeds). Writes JSON and a Markdown table
 (see rs_scene.explain.faithfulness).
 
 Per model and method: pasted patch (peak inside, contrast; for context maps each pasted tile lies in a
-field of 8 other images of its base class), deletion / insertion against random orders, and position bias
+field of 8 other images of its base class), deletion / insertion against random orders (blurred copy, and
+ROAD's noisy linear imputation), and position bias
 over a real scene's whole tiles as ``classify`` writes its heatmap (and how smooth that mosaic is across tile
 borders; rs_scene.explain.scene_bias): sentinel2-eurosat over the demo scene, aerial-rgb over the NAIP scene
 (see SCENES), and for aerial-rgb also over UC Merced's held-out images (the earlier proxy). Slow
@@ -81,7 +82,7 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
         row["pasted"] = fa.pasted_patch(explain, tiles, targets, boxes, cfg["patch"], ring)
         pick = rng.choice(len(images), size=min(sz["deletion"], len(images)), replace=False)
         print("  deletion / insertion", file=sys.stderr, flush=True)
-        row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed)
+        row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed, road=True)
         square = max(int(np.sqrt(sz["scene"])), 2) if method in SLOW else None
         row["position"] = sb.scene_position_bias(SCENES[name], name, method, detail, norm, square)
         if name == "aerial-rgb":  # the earlier proxy: UC Merced photos (often centred on an object)
@@ -96,13 +97,21 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
     return rows
 
 
+def road_cell(d: dict[str, Any]) -> str:
+    if "road_deletion_auc" not in d:
+        return "-"
+    return (f"{d['road_deletion_auc']:.3f} / {d['road_deletion_auc_other_map']:.3f} / "
+            f"{d['road_deletion_auc_random']:.3f}")
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | method | grid (cells per input) | norm | peak inside patch (95 % CI; chance) | "
              "blank maps; peak inside where not blank | contrast | deletion AUC map / other map / random | "
-             "insertion AUC map / random | position bias over the scene (median r) | seam ratio | "
+             "insertion AUC map / random | ROAD deletion map / other map / random | "
+             "position bias over the scene (median r) | seam ratio | "
              "position bias, UC Merced held-out photos (aerial) | "
              "sizes (pastes / deletion tiles / position tiles) |",
-             "|---|---|---|---|---|---|---:|---|---|---:|---:|---:|---|"]
+             "|---|---|---|---|---|---|---:|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         p, d, q = r["pasted"], r["deletion"], r["position"]
         ucm = r.get("position_ucm")
@@ -114,7 +123,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{p['chance']:.2f}) | {p.get('blank_maps', '-')}; {'-' if shown is None else f'{shown:.2f}'} | "
             f"{p['contrast']:.3f} | "
             f"{d['deletion_auc']:.3f} / {d['deletion_auc_other_map']:.3f} / {d['deletion_auc_random']:.3f} | "
-            f"{d['insertion_auc']:.3f} / {d['insertion_auc_random']:.3f} | {q['median_corr']} | "
+            f"{d['insertion_auc']:.3f} / {d['insertion_auc_random']:.3f} | {road_cell(d)} | "
+            f"{q['median_corr']} | "
             f"{q.get('seam_ratio', '-')} | {ucm_cell} | {p['pastes']} / {d['tiles']} / {q['tiles']} |")
     return "\n".join(lines) + "\n"
 
