@@ -66,6 +66,19 @@ def test_pskd_baseline_losses(ucm: SceneData, teacher: Path, kd: str) -> None:
     assert float(loss) == pytest.approx(float(want), rel=1e-5)
 
 
+@pytest.mark.parametrize("ce_images", ["all", "anchors"])
+def test_pskd_cross_entropy_sees_every_image_of_the_batch(ucm: SceneData, teacher: Path, ce_images: str) -> None:
+    """Eq. 9's gamma H(y_s, y) over anchors and partners (as the baselines' CE), or the anchors only."""
+    method, card = pskd(ucm, teacher, init="scratch", alpha=0.0, beta=0.0, ce_images=ce_images)
+    net = method.build_model().eval()
+    x, y = preprocess(ucm.x[:8], card), ucm.y[:8]
+    with torch.no_grad():
+        loss = method.training_step(net, x, y, method.stages()[0])["loss"]
+        logits = net.student(x)
+        want = F.cross_entropy(logits, y) if ce_images == "all" else F.cross_entropy(logits[:4], y[:4])
+    assert float(loss) == pytest.approx(0.8 * float(want), rel=1e-5)
+
+
 def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:
     method, _ = pskd(ucm, teacher)
     batches = list(method.batch_indices(method.stages()[0], ucm, 10, torch.Generator().manual_seed(0)))

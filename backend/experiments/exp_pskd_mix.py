@@ -1,0 +1,59 @@
+"""PSKD's mixup coefficient a (lambda ~ Beta(a, a); the paper does not state it), chosen on validation
+images in the PSKD study's setting: AID at 48 px, 6 training images a class, the study's Lite2 teacher; per
+seed s the validation images are 8 a class drawn from AID's images in neither seed s's training nor its test
+part (the study's test images are not seen).
+
+    python backend/experiments/exp_pskd_mix.py --out build/pskd-mix [--seed-list 0,1] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from common import Ctx, Study, load, save, seeded_split, train_eval
+from exp_pskd import settings
+
+ALPHAS = (0.2, 0.4, 1.0)
+
+
+def run(ctx: Ctx) -> Study:
+    t0 = time.perf_counter()
+    s = settings(ctx)
+    data = load(ctx, "aid_150px", size=s["size"])
+    student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
+    study = Study("pskd-mix", "PSKD: mixup coefficient on validation splits (the study's setting)",
+                  f"AID, {s['size']} px, {s['train']} training images a class, per seed 8 validation images "
+                  "a class from the images in neither that seed's training nor its test part; a selection, "
+                  "not a result.", baseline=f"mixup a {ALPHAS[-1]:g}")
+    for seed in ctx.seeds:
+        train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
+        used = set(train.files) | set(test.files)
+        rest = data.subset([i for i, f in enumerate(data.files) if f not in used])
+        _, val = seeded_split(rest, 1000 + seed, test=8, train=0)
+        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2", "init": "imagenet",
+                                               "batch_size": 32}, train, val, seed)
+        path = save(teacher, ctx.out / f"pskd_mix_teacher_{seed}.pt")
+        study.add("teacher (Lite2)", seed, teacher.oa)
+        for kd in ("none", "hinton"):
+            r = train_eval(ctx, "pskd", {**student, "kd": kd, "teacher": str(path)}, train, val, seed)
+            study.add(f"student, kd {kd}", seed, r.oa, train_s=round(r.seconds))
+        for a in ALPHAS:
+            r = train_eval(ctx, "pskd", {**student, "mixup_alpha": a, "teacher": str(path)}, train, val, seed)
+            study.add(f"mixup a {a:g}", seed, r.oa, train_s=round(r.seconds))
+        before = {**student, "ce_images": "anchors", "teacher": str(path)}
+        r = train_eval(ctx, "pskd", before, train, val, seed)
+        study.add("mixup a 1, CE on the anchors only (before)", seed, r.oa, train_s=round(r.seconds))
+    best = max(ALPHAS, key=lambda a: (study.summary(f"mixup a {a:g}").mean, -a))
+    study.reading = f"Chosen on validation: mixup a {best:g} (of equal scores, the smaller)."
+    study.seconds = time.perf_counter() - t0
+    return study
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as runner
+
+    runner.EXPERIMENTS["pskd-mix"] = "exp_pskd_mix"
+    sys.exit(runner.main(["--only", "pskd-mix", *sys.argv[1:]]))
