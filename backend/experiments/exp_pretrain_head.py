@@ -48,5 +48,4 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as runner
 
-    runner.EXPERIMENTS["pretrain-head"] = "exp_pretrain_head"
-    sys.exit(runner.main(["--only", "pretrain-head", *sys.argv[1:]]))
+    sys.exit(runner.standalone("pretrain-head", "exp_pretrain_head"))

@@ -38,5 +38,4 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as runner
 
-    runner.EXPERIMENTS["pskd-lr"] = "exp_pskd_lr"
-    sys.exit(runner.main(["--only", "pskd-lr", *sys.argv[1:]]))
+    sys.exit(runner.standalone("pskd-lr", "exp_pskd_lr"))

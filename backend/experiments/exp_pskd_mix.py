@@ -55,5 +55,4 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as runner
 
-    runner.EXPERIMENTS["pskd-mix"] = "exp_pskd_mix"
-    sys.exit(runner.main(["--only", "pskd-mix", *sys.argv[1:]]))
+    sys.exit(runner.standalone("pskd-mix", "exp_pskd_mix"))

@@ -178,6 +178,12 @@ def make_header(profile: str, n_seeds: int, device: str, threads: int) -> str:
     )
 
 
+def standalone(key: str, module: str) -> int:
+    """A study script run on its own (``python exp_x.py --out DIR ...``): register it and run it alone."""
+    EXPERIMENTS[key] = module
+    return main(["--only", key, *sys.argv[1:]])
+
+
 def write(out: Path, header: str, studies: list, seconds: float) -> None:
     parts = [header]
     for s in studies:
