@@ -9,6 +9,7 @@ chooses lambda on a validation split of AID training images (never the test imag
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import replace
@@ -123,15 +124,22 @@ def run(ctx: Ctx) -> Study:
     study.goal("DDRL-AM (+map+center) >= backbone alone", "+map+center", "backbone", strict=False)
     study.goal("+map step non-negative", "+map", "backbone", strict=False)
     study.goal("+center-loss step non-negative", "+map+center", "+map", strict=False)
-    d_map, d_cl = study.diff("+map", "backbone"), study.diff("+map+center", "+map")
-    study.reading = (
-        f"The attention map moves OA by {d_map.text(points=True)} points and the center loss by "
-        f"{d_cl.text(points=True)} more (paired over {d_map.n} seeds). At {s['size']} px the stage-1 "
-        f"feature map is {s['size'] // 32} x {s['size'] // 32} cells, so the attention map is coarse (the "
-        "paper: 7 x 7)."
-    )
+    study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
+
+
+def reading(study: Study) -> str:
+    """From the study's rows alone, so that --merge writes it again for the joined seeds."""
+    d_map, d_cl = study.diff("+map", "backbone"), study.diff("+map+center", "+map")
+    text = (f"The attention map moves OA by {d_map.text(points=True)} points and the center loss by "
+            f"{d_cl.text(points=True)} more (paired over {d_map.n} seeds).")
+    size = re.search(r"at (\d+) px", study.setup)
+    if size:
+        px = int(size.group(1))
+        text += (f" At {px} px the stage-1 feature map is {px // 32} x {px // 32} cells, so the attention "
+                 "map is coarse (the paper: 7 x 7).")
+    return text
 
 
 def select(ctx: Ctx, seeds: list[int]) -> Study:

@@ -191,6 +191,16 @@ def describe(s: dict, shots: int, res: dict) -> str:
     )
 
 
+def readings(by_key: dict[str, Study]) -> dict[str, str]:
+    """--merge: each shot count's reading again from its joined overall and minority studies."""
+    out = {}
+    for key, overall in by_key.items():
+        minor = by_key.get(f"{key}-minority")
+        if key.startswith("scl-s") and minor is not None:
+            out[key] = out[minor.key] = reading(overall, minor)
+    return out
+
+
 def reading(overall: Study, minor: Study) -> str:
     no_stage1 = overall.diff("ImageNet encoder + CB", "SCL-CB").text(points=True)
     return (

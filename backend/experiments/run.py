@@ -67,7 +67,7 @@ def parallel(args: argparse.Namespace, argv: list[str], out: Path) -> int:
     ctx = Ctx(Path(args.data), out, PROFILES["smoke" if args.quick else args.profile], args.seeds,
               seed_list=[int(v) for v in args.seed_list.split(",")] if args.seed_list else None)
     names = args.only or list(EXPERIMENTS)
-    units = [(name, seed) for name in names for seed in ctx.seeds]
+    units = [(name, seed) for name in names for seed in ctx.for_study(name).seeds]
     keep = [a for a in _without(argv, "--jobs", "--seed-list", "--out", "--only") if a != "--quick"]
     if args.quick:
         keep += ["--profile", "smoke"]
@@ -94,7 +94,7 @@ def parallel(args: argparse.Namespace, argv: list[str], out: Path) -> int:
         print("failed parts: " + "; ".join(failed), file=sys.stderr)
         return 1
     parts = [str(out / "parts" / f"{n}-s{s}" / "results.json") for n, s in units]  # study order, then seed
-    header = make_header(ctx.profile.name, len(ctx.seeds), args.device, args.threads) + (
+    header = make_header(ctx.profile.name, seeds_text(ctx, names), args.device, args.threads) + (
         f"\nRun as {args.jobs} processes at once (`--jobs {args.jobs}`: one study seed each, {args.threads} "
         "thread(s) each); train_s and tiles/s are measured beside the other processes.\n")
     return merge(parts, out, seconds=time.perf_counter() - t0, header=header)
@@ -134,6 +134,10 @@ def merge(files: list[str], out: Path, seconds: float | None = None, header: str
         if key in EXPERIMENTS:
             fn = getattr(importlib.import_module(EXPERIMENTS[key]), "reading", None)
             study.reading = fn(study) if fn is not None else study.reading
+    for module in dict.fromkeys(EXPERIMENTS.values()):  # a module whose reading joins several studies
+        fn = getattr(importlib.import_module(module), "readings", None)
+        for key, text in (fn(by_key) if fn is not None else {}).items():
+            by_key[key].reading = text
     write(out, header or first or "# RS Scene benchmark\n", studies, longest if seconds is None else seconds)
     print(f"merged {len(studies)} tables from {len(files)} files into {out / 'results.md'}")
     return 0
@@ -152,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     seed_list = [int(v) for v in args.seed_list.split(",")] if args.seed_list else None
     ctx = Ctx(Path(args.data), out, profile, args.seeds, args.device, seed_list,
               args.methods.split(",") if args.methods else None)
-    header = make_header(profile.name, len(ctx.seeds), args.device, args.threads)
+    names = args.only or list(EXPERIMENTS)
+    header = make_header(profile.name, seeds_text(ctx, names), args.device, args.threads)
     studies, t0 = [], time.perf_counter()
-    for name in args.only or list(EXPERIMENTS):
+    for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
-        result = importlib.import_module(EXPERIMENTS[name]).run(ctx)
+        result = importlib.import_module(EXPERIMENTS[name]).run(ctx.for_study(name))
         for study in [r for r in (result if isinstance(result, list) else [result]) if r is not None]:
             studies.append(study)
             print(study.markdown(), flush=True)
@@ -165,11 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def make_header(profile: str, n_seeds: int, device: str, threads: int) -> str:
+def seeds_text(ctx: Ctx, names: list[str]) -> str:
+    """'5 seeds' or '5 seeds (defaults: 3)': how many seeds the studies run here."""
+    counts = {name: len(ctx.for_study(name).seeds) for name in names}
+    common = max(set(counts.values()), key=list(counts.values()).count)
+    other = ", ".join(f"{n}: {c}" for n, c in counts.items() if c != common)
+    return f"{common} seeds" + (f" ({other})" if other else "")
+
+
+def make_header(profile: str, seeds: str, device: str, threads: int) -> str:
     return (
         f"# RS Scene benchmark\n\nProfile `{profile}`"
         f"{' (HARNESS CHECK: numbers meaningless)' if profile == 'smoke' else ''}, "
-        f"{n_seeds} seeds (seed s draws split s and initialises with s), training on "
+        f"{seeds} (seed s draws split s and initialises with s), training on "
         f"{device}, CPU {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{threads} thread(s). Each row: mean over seeds with the t-based 95 % interval of the mean; "
         "'paired diff' is the row minus the study's baseline on the same seeds (same split, same init), "

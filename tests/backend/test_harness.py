@@ -144,3 +144,44 @@ def test_jobs_run_each_seed_as_a_process_and_join_them(data_root: Path, tmp_path
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "failed parts" in bad.stderr and "pretrain seed 0" in bad.stderr
     assert not (tmp_path / "f" / "results.json").exists()
+
+
+def test_quick_profile_runs_five_seeds_a_method_study_and_three_for_the_defaults(tmp_path: Path) -> None:
+    ctx = common.Ctx(tmp_path, tmp_path, common.PROFILES["quick"])
+    assert ctx.for_study("scl").seeds == [0, 1, 2, 3, 4] and ctx.for_study("defaults").seeds == [0, 1, 2]
+    given = common.Ctx(tmp_path, tmp_path, common.PROFILES["quick"], seeds_override=2)
+    assert given.for_study("scl").seeds == given.for_study("defaults").seeds == [0, 1]
+    listed = common.Ctx(tmp_path, tmp_path, common.PROFILES["quick"], seed_list=[3])
+    assert listed.for_study("defaults").seeds == [3]
+    import run
+
+    assert run.seeds_text(ctx, ["scl", "pskd", "defaults"]) == "5 seeds (defaults: 3)"
+
+
+def test_merge_writes_the_readings_again_from_the_joined_seeds(tmp_path: Path) -> None:
+    """Per-seed parts each carry a one-seed reading; the merged tables' readings (DDRL-AM's, SCL's two) are
+    computed again from all seeds."""
+    import run
+
+    files = []
+    for seed in (0, 1, 2):
+        ddrl = Study("ddrl-am", "DDRL-AM", "AID at 96 px", baseline="backbone")
+        for label, v in (("backbone", 0.60), ("+map", 0.61), ("+map+center", 0.62)):
+            ddrl.add(label, seed, v + seed / 100)
+        overall = Study("scl-s10", "SCL", "", baseline="CE")
+        minor = Study("scl-s10-minority", "SCL minority", "", baseline="CE")
+        for label, v in (("CE", 0.5), ("SCL-CB", 0.55), ("ImageNet encoder + CB", 0.4)):
+            overall.add(label, seed, v + seed / 50)
+            minor.add(label, seed, v - 0.1)
+        for st in (ddrl, overall, minor):
+            st.reading = "one seed's reading"
+        f = tmp_path / f"s{seed}.json"
+        f.write_text(json.dumps({"seconds": 1, "header": "# h\n",
+                                 "tables": [s.to_dict() for s in (ddrl, overall, minor)]}))
+        files.append(str(f))
+    assert run.merge(files, tmp_path / "m") == 0
+    tables = {t["key"]: t for t in json.loads((tmp_path / "m" / "results.json").read_text())["tables"]}
+    assert "paired over 3 seeds" in tables["ddrl-am"]["reading"] and "3 x 3 cells" in tables["ddrl-am"]["reading"]
+    for key in ("scl-s10", "scl-s10-minority"):
+        assert tables[key]["reading"].startswith("SCL-CB minus CE: overall +5.0")
+        assert "minority +5.0" in tables[key]["reading"]
