@@ -42,6 +42,8 @@ def run(ctx: Ctx) -> Study:
         for a in ALPHAS:
             r = train_eval(ctx, "pskd", {**student, "mixup_alpha": a, "teacher": str(path)}, train, val, seed)
             study.add(f"mixup a {a:g}", seed, r.oa, train_s=round(r.seconds))
+        r = train_eval(ctx, "pskd", {**student, "mix_images": "all", "teacher": str(path)}, train, val, seed)
+        study.add("mixup a 0.2, every image mixed", seed, r.oa, train_s=round(r.seconds))
         before = {**student, "ce_images": "anchors", "teacher": str(path)}
         r = train_eval(ctx, "pskd", before, train, val, seed)
         study.add("mixup a 1, CE on the anchors only (before)", seed, r.oa, train_s=round(r.seconds))

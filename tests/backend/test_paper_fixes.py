@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from rs_scene.bands import S2_TEN
@@ -77,6 +78,30 @@ def test_pskd_cross_entropy_sees_every_image_of_the_batch(ucm: SceneData, teache
         logits = net.student(x)
         want = F.cross_entropy(logits, y) if ce_images == "all" else F.cross_entropy(logits[:4], y[:4])
     assert float(loss) == pytest.approx(0.8 * float(want), rel=1e-5)
+
+
+@pytest.mark.parametrize("mix_images", ["anchors", "all"])
+def test_pskd_mixup_term_mixes_the_chosen_images(ucm: SceneData, teacher: Path, mix_images: str) -> None:
+    """Eq. 6-8 on the anchors (each mixed with an anchor of another label) or on every image of the batch."""
+    from rs_scene.losses import MixupKDLoss
+
+    method, card = pskd(ucm, teacher, init="scratch", alpha=0.0, gamma=0.0, mix_images=mix_images)
+    net = method.build_model().eval()
+    idx = torch.cat([torch.arange(4) * (len(ucm) // 4), torch.arange(4) * (len(ucm) // 4) + 1])  # mixed classes
+    x, y = preprocess(ucm.x[idx], card), ucm.y[idx]
+    src, ys = (x, y) if mix_images == "all" else (x[:4], y[:4])
+    np.random.seed(3)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        loss = method.training_step(net, x, y, method.stages()[0])["loss"]
+        np.random.seed(3)
+        torch.manual_seed(3)
+        j = method.mix_partners(ys)
+        lam = float(np.random.beta(0.2, 0.2))
+        mixed = lam * src + (1 - lam) * src[j]
+        want = MixupKDLoss(4.0)(net.student(mixed), net.teacher(mixed), ys, ys[j], lam)
+    assert len(j) == len(src) and bool((ys[j] != ys).any())
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
 
 
 def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:

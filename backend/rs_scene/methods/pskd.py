@@ -60,6 +60,9 @@ class PSKDConfig(MethodConfig):
     temperature: float = opt(4.0, "distillation temperature T")
     mixup_alpha: float = opt(0.2, "a of the Beta(a, a) mixing coefficient (the paper does not state it; 0.2 "
                              "of 0.2 / 0.4 / 1 on validation images: backend/experiments/exp_pskd_mix.py)")
+    mix_images: str = opt("anchors", "the images mixed for the mixup term (Eq. 6-8): the batch's anchors, "
+                          "each with another anchor of a different label, or all (anchors and partners)",
+                          choices=["anchors", "all"])
     ce_images: str = opt("all", "the cross-entropy term over every image of the batch (all: anchors and "
                          "their partners, as the baselines) or the anchors only (CS-KD's code)",
                          choices=["all", "anchors"])
@@ -204,11 +207,11 @@ class PSKDMethod(Method):
         losses = {"ce": ce.detach(), "pair_kd": pair.detach()}
         loss = c.alpha * pair + c.gamma * ce
         if c.beta > 0:
-            xa = x[:half]
-            j = self.mix_partners(ya)
+            xs, ys = (x, y) if c.mix_images == "all" else (x[:half], ya)
+            j = self.mix_partners(ys)
             lam = float(np.random.beta(c.mixup_alpha, c.mixup_alpha))
-            mixed = lam * xa + (1 - lam) * xa[j]
-            mix = self.mix_kd(model.student(mixed), model.teacher(mixed), ya, ya[j], lam)
+            mixed = lam * xs + (1 - lam) * xs[j]
+            mix = self.mix_kd(model.student(mixed), model.teacher(mixed), ys, ys[j], lam)
             loss = loss + c.beta * mix
             losses["mix"] = mix.detach()
         return {"loss": loss, **losses}
