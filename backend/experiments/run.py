@@ -58,7 +58,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda); evaluation runs on the CPU")
     ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
                     help="train nothing: combine these results.json files (in this order) into --out")
+    ap.add_argument("--standalone", action="append", default=[], help=argparse.SUPPRESS)  # see register()
     return ap.parse_args(argv)
+
+
+def register(argv: list[str]) -> None:
+    """``--standalone KEY=MODULE`` (given by :func:`standalone`, and so passed on to ``--jobs``' processes):
+    a study script outside EXPERIMENTS, registered before the options are checked."""
+    for i, a in enumerate(argv):
+        value = argv[i + 1] if a == "--standalone" and i + 1 < len(argv) else (
+            a.split("=", 1)[1] if a.startswith("--standalone=") else None)
+        if value:
+            key, module = value.split("=", 1)
+            EXPERIMENTS[key] = module
 
 
 def parallel(args: argparse.Namespace, argv: list[str], out: Path) -> int:
@@ -144,6 +156,7 @@ def merge(files: list[str], out: Path, seconds: float | None = None, header: str
 
 
 def main(argv: list[str] | None = None) -> int:
+    register(sys.argv[1:] if argv is None else list(argv))
     args = parse(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -193,8 +206,7 @@ def make_header(profile: str, seeds: str, device: str, threads: int) -> str:
 
 def standalone(key: str, module: str) -> int:
     """A study script run on its own (``python exp_x.py --out DIR ...``): register it and run it alone."""
-    EXPERIMENTS[key] = module
-    return main(["--only", key, *sys.argv[1:]])
+    return main(["--standalone", f"{key}={module}", "--only", key, *sys.argv[1:]])
 
 
 def write(out: Path, header: str, studies: list, seconds: float) -> None:

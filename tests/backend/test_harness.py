@@ -185,3 +185,29 @@ def test_merge_writes_the_readings_again_from_the_joined_seeds(tmp_path: Path) -
     for key in ("scl-s10", "scl-s10-minority"):
         assert tables[key]["reading"].startswith("SCL-CB minus CE: overall +5.0")
         assert "minority +5.0" in tables[key]["reading"]
+
+
+def test_a_standalone_study_script_runs_with_jobs(tmp_path: Path) -> None:
+    """`python exp_x.py --jobs 2` (run.standalone): each seed's process knows the script's study too."""
+    import os
+    import subprocess
+
+    (tmp_path / "toy_study.py").write_text(
+        "from stats import Study\n\n"
+        "def run(ctx):\n"
+        "    st = Study('toy', 'Toy', 'a toy study', baseline='a')\n"
+        "    for seed in ctx.seeds:\n"
+        "        st.add('a', seed, 0.5)\n"
+        "        st.add('b', seed, 0.5 + seed / 10)\n"
+        "    return st\n")
+    script = tmp_path / "exp_toy.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(RUN.parent)!r})\nimport run\n"
+                      "sys.exit(run.standalone('toy', 'toy_study'))\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(script), "--data", str(tmp_path), "--out", str(out),
+                           "--seed-list", "2,3", "--jobs", "2"], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (table,) = json.loads((out / "results.json").read_text())["tables"]
+    assert table["key"] == "toy" and sorted(table["rows"]["b"]["per_seed"]) == ["2", "3"]
