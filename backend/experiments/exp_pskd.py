@@ -45,7 +45,7 @@ def run(ctx: Ctx) -> Study:
         "augmentation, identical "
         "for the three; alone = CE on all 32 images, Hinton KD = 0.8 CE + 1.0 T^2 KL(teacher || student), "
         "PSKD = alpha 0.1 pair KD + beta 1 mixup KD + gamma 0.8 CE over all 32 images, T 4 (the paper's "
-        "values; not tuned here), mixup Beta(0.2, 0.2) (not in the paper; chosen on validation images: "
+        "values; not tuned here), mixup Beta(1, 1) (not in the paper; chosen on validation images: "
         "`exp_pskd_mix.py`). "
         "Tiles/s: CPU, one thread, batches of 32 tiles at the training size. (The paper: ResNet-34 -> 18, "
         "224 px, 200 epochs, lr 0.1.)",

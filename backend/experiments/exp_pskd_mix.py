@@ -16,7 +16,7 @@ from common import Ctx, Study, load, save, seeded_split, train_eval
 from exp_pskd import settings
 
 ALPHAS = (0.2, 0.4, 1.0)
-ANCHORS_CE = "mixup a 0.2, CE on the anchors only"  # the other options at their defaults
+ANCHORS_CE = "mixup a 0.2, CE on the anchors only"
 
 
 def reading(study: Study) -> str:
@@ -50,9 +50,10 @@ def run(ctx: Ctx) -> Study:
         for a in ALPHAS:
             r = train_eval(ctx, "pskd", {**student, "mixup_alpha": a, "teacher": str(path)}, train, val, seed)
             study.add(f"mixup a {a:g}", seed, r.oa, train_s=round(r.seconds))
-        r = train_eval(ctx, "pskd", {**student, "mix_images": "all", "teacher": str(path)}, train, val, seed)
+        every = {**student, "mixup_alpha": 0.2, "mix_images": "all", "teacher": str(path)}
+        r = train_eval(ctx, "pskd", every, train, val, seed)
         study.add("mixup a 0.2, every image mixed", seed, r.oa, train_s=round(r.seconds))
-        before = {**student, "ce_images": "anchors", "teacher": str(path)}
+        before = {**student, "mixup_alpha": 0.2, "ce_images": "anchors", "teacher": str(path)}
         r = train_eval(ctx, "pskd", before, train, val, seed)
         study.add(ANCHORS_CE, seed, r.oa, train_s=round(r.seconds))
     study.reading = reading(study)

@@ -97,7 +97,7 @@ def test_pskd_mixup_term_mixes_the_chosen_images(ucm: SceneData, teacher: Path, 
         np.random.seed(3)
         torch.manual_seed(3)
         j = method.mix_partners(ys)
-        lam = float(np.random.beta(0.2, 0.2))
+        lam = float(np.random.beta(method.config.mixup_alpha, method.config.mixup_alpha))
         mixed = lam * src + (1 - lam) * src[j]
         want = MixupKDLoss(4.0)(net.student(mixed), net.teacher(mixed), ys, ys[j], lam)
     assert len(j) == len(src) and bool((ys[j] != ys).any())
