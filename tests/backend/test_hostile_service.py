@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -248,16 +249,20 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_payloads_are_released_and_finished_jobs_pruned(service: Service, tmp_path: Path) -> None:
-    """Five 16-MB by-value jobs (they fail: one band for a ten-band model) leave the memory where one left
-    it, and only the last three finished jobs are kept (the service runs with --keep-jobs 3)."""
+    """16-MB by-value jobs (they fail: one band for a ten-band model) leave the memory where the first left
+    it, and only the last three finished jobs are kept (the service runs with --keep-jobs 3). A payload kept
+    alive would add >= 16 MB a job; the allocator may step up once in a while (+40 MB at one of five jobs
+    seen), so the test asks for a median step near 0 and less than half a leak's growth in all."""
     ids, rss = [], []
-    for i in range(6):
+    for i in range(10):
         status, job = service.call("/jobs/classify", _pixels_body(tmp_path / f"g{i}.gpkg", 16))
         assert status == 202, job
         assert service.wait(job["id"])["state"] == "failed"
         ids.append(job["id"])
         rss.append(_rss_mb(service.proc.pid))
-    assert rss[-1] - rss[1] < 24, f"memory grew {rss[-1] - rss[1]:.0f} MB over four 16-MB jobs: {rss}"
+    steps = sorted(b - a for a, b in pairwise(rss[1:]))
+    assert steps[len(steps) // 2] < 4, f"memory grows by a median {steps[len(steps) // 2]:.0f} MB a job: {rss}"
+    assert rss[-1] - rss[1] < 16 * 8 / 2, f"memory grew {rss[-1] - rss[1]:.0f} MB over eight 16-MB jobs: {rss}"
     kept = {j["id"] for j in service.call("/jobs")[1]["jobs"]}
     assert kept >= set(ids[-3:]) and not kept & set(ids[:3])
     assert service.call(f"/jobs/{ids[0]}")[0] == 404

@@ -26,16 +26,36 @@ OPTS = ["--model", "sentinel2-eurosat", "--bands", S2_BANDS_OPT, "--input-scale"
         "--shard-tiles", "3", "--actors", "1"]  # heatmaps across shards: test_scale_run
 
 
+def _ray(*args: str) -> str | None:
+    """``ray ARGS``: None, or what ray printed (its last lines) when it failed."""
+    done = subprocess.run([RAY, *args], check=False, env=ENV, timeout=180, capture_output=True, text=True)
+    return None if done.returncode == 0 else f"ray {' '.join(args[:2])} exited {done.returncode}:\n" + (
+        done.stdout + done.stderr)[-3000:]
+
+
+def _head(common: list[str]) -> int:
+    """A head node on a random port; a second port if the first start fails (a port another process of the
+    suite holds), and a failure that says what ray printed both times."""
+    said = []
+    for _ in range(2):
+        port = random.randint(20000, 40000)
+        error = _ray("start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false",
+                     "--ray-client-server-port", str(port + 1), *common)
+        if error is None:
+            return port
+        said.append(error)
+        _ray("stop", "--force")
+    pytest.fail("\n\n".join(said))
+
+
 @pytest.fixture(scope="module")
 def cluster() -> str:
-    port = random.randint(20000, 40000)
     common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
-        subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", "1",
-                        "--include-dashboard=false", "--ray-client-server-port", str(port + 1), *common],
-                       check=True, env=ENV, timeout=180, capture_output=True)
-        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "2", *common],
-                       check=True, env=ENV, timeout=180, capture_output=True)
+        port = _head(common)
+        error = _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "2", *common)
+        if error is not None:
+            pytest.fail(error)
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([RAY, "stop", "--force"], check=False, env=ENV, timeout=120, capture_output=True)
