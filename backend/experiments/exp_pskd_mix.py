@@ -17,11 +17,12 @@ from exp_pskd import settings
 
 ALPHAS = (0.2, 0.4, 1.0)
 ANCHORS_CE = "mixup a 0.2, CE on the anchors only"
+EVERY = "mixup a 0.2, every image mixed"
 
 
 def reading(study: Study) -> str:
     best = max(ALPHAS, key=lambda a: (study.summary(f"mixup a {a:g}").mean, -a))
-    every = study.diff("mixup a 0.2, every image mixed", "mixup a 0.2").text(points=True)
+    every = study.diff(EVERY, "mixup a 0.2").text(points=True)
     return (f"Chosen on validation: mixup a {best:g} (of equal scores, the smaller). Every image of the "
             f"batch mixed instead of the anchors, at a 0.2: {every} points.")
 
@@ -52,7 +53,7 @@ def run(ctx: Ctx) -> Study:
             study.add(f"mixup a {a:g}", seed, r.oa, train_s=round(r.seconds))
         every = {**student, "mixup_alpha": 0.2, "mix_images": "all", "teacher": str(path)}
         r = train_eval(ctx, "pskd", every, train, val, seed)
-        study.add("mixup a 0.2, every image mixed", seed, r.oa, train_s=round(r.seconds))
+        study.add(EVERY, seed, r.oa, train_s=round(r.seconds))
         before = {**student, "mixup_alpha": 0.2, "ce_images": "anchors", "teacher": str(path)}
         r = train_eval(ctx, "pskd", before, train, val, seed)
         study.add(ANCHORS_CE, seed, r.oa, train_s=round(r.seconds))

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,12 +66,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def register(argv: list[str]) -> None:
     """``--standalone KEY=MODULE`` (given by :func:`standalone`, and so passed on to ``--jobs``' processes):
     a study script outside EXPERIMENTS, registered before the options are checked."""
-    for i, a in enumerate(argv):
-        value = argv[i + 1] if a == "--standalone" and i + 1 < len(argv) else (
-            a.split("=", 1)[1] if a.startswith("--standalone=") else None)
-        if value:
-            key, module = value.split("=", 1)
-            EXPERIMENTS[key] = module
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--standalone", action="append", default=[])
+    for value in pre.parse_known_args(argv)[0].standalone:
+        key, module = value.split("=", 1)
+        EXPERIMENTS[key] = module
 
 
 def parallel(args: argparse.Namespace, argv: list[str], out: Path) -> int:
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def seeds_text(ctx: Ctx, names: list[str]) -> str:
     """'5 seeds' or '5 seeds (defaults: 3)': how many seeds the studies run here."""
     counts = {name: len(ctx.for_study(name).seeds) for name in names}
-    common = max(set(counts.values()), key=list(counts.values()).count)
+    common = Counter(counts.values()).most_common(1)[0][0]
     other = ", ".join(f"{n}: {c}" for n, c in counts.items() if c != common)
     return f"{common} seeds" + (f" ({other})" if other else "")
 
