@@ -137,6 +137,24 @@ def seeded_split(data: SceneData, seed: int, test: float | int = 1 / 3, train: i
     return data.subset(sorted(tr)), data.subset(sorted(te))
 
 
+def widen_test(data: SceneData, seed: int, train: SceneData, test: SceneData, more: int,
+               avoid: SceneData | None = None) -> SceneData:
+    """``test`` and ``more`` further images of each class, drawn with ``seed`` from the images of ``data`` in
+    none of ``train``, ``test`` and ``avoid`` (a validation draw): a larger test set that leaves the training
+    split, and any validation images drawn beside it, as they were."""
+    if more <= 0:
+        return test
+    index = {f: i for i, f in enumerate(data.files)}
+    used = set(train.files) | set(test.files) | set(avoid.files if avoid is not None else ())
+    labels = labels_of(data)
+    rng = np.random.default_rng(10_000 + seed)
+    keep = [index[f] for f in test.files]
+    for c in np.unique(labels):
+        free = [i for i in np.flatnonzero(labels == c).tolist() if data.files[i] not in used]
+        keep += rng.permutation(free)[:more].tolist()
+    return data.subset(sorted(keep))
+
+
 def split(data: SceneData) -> tuple[SceneData, SceneData]:
     """The dataset's own held-out split (split.csv, or every third image of each class): one fixed split."""
     train, test, _ = heldout_indices(data)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import PROFILES, Ctx, Study, n_params, seeded_split, train_eval
+from common import PROFILES, Ctx, Study, n_params, seeded_split, train_eval, widen_test
 from seed_cache import per_seed
 
 from rs_scene.data.datasets import SceneData, open_dataset
@@ -60,7 +60,8 @@ def setup(ctx: Ctx) -> dict[str, Any]:
     return {
         "size": ctx.pick(96, 224),
         "train": ctx.pick(10, 40, 2),  # AID images per class for training (the paper's UCM: 80 %)
-        "test": ctx.pick(20, 100, 1),
+        "test": ctx.pick(20, 100, 1),  # the first draw: it fixes the training split (as before 2026-12-02)
+        "test_more": ctx.pick(80, 0, 1),  # ... then more a class from the rest (widen_test)
         "e1": ctx.epochs(6, 20),
         "e2": ctx.epochs(6, 40),  # the paper: 40 epochs end to end
         "options": {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, "dropout": 0.0},
@@ -94,12 +95,13 @@ def run(ctx: Ctx) -> Study:
     t0, s = time.perf_counter(), setup(ctx)
     data, lam = load(ctx, s["size"]), DDRLAMConfig().center_weight
     center = f"+map+center (lambda {lam:g})"
+    n_test = s["test"] + s["test_more"]
     study = Study(
         key="ddrl-am",
         title="DDRL-AM ablation on AID: backbone / + attention map / + map + center loss",
         setup=(
             f"AID (30 classes, 150-px JPEGs) at {s['size']} px; per seed a stratified random split of "
-            f"{s['train']} training and {s['test']} test images per class ({30 * s['test']} test images). "
+            f"{s['train']} training and {n_test} test images per class ({30 * n_test} test images). "
             f"EfficientNet-Lite0 from ImageNet. One shared stage 1 per seed ({s['e1']} epochs: backbone + "
             f"linear head, Adam-AMSGrad lr 1e-4 backbone / 1e-3 head, batch 32, rotations/flips), then each "
             f"row trains {s['e2']} more epochs from it with the same optimiser and augmentation: 'backbone' "
@@ -113,7 +115,8 @@ def run(ctx: Ctx) -> Study:
     )
     for seed in ctx.seeds:
         def compute(seed: int = seed) -> dict:
-            train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
+            train, first = seeded_split(data, seed, test=s["test"], train=s["train"])
+            test = widen_test(data, seed, train, first, s["test_more"])
             runs = ablation(ctx, s, train, test, seed, [0.0, lam])
             return {k: {"oa": r.oa, "parameters": n_params(r.module), "seconds": r.seconds}
                     for k, r in runs.items()}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 
-from common import Ctx, Study, load, n_params, save, seeded_split, tiles_per_second, train_eval
+from common import Ctx, Study, load, n_params, save, seeded_split, tiles_per_second, train_eval, widen_test
+
+from rs_scene.data.datasets import SceneData
 
 ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
         "pskd": "PSKD student (Lite0)"}
@@ -19,7 +21,9 @@ def settings(ctx: Ctx) -> dict:
     return {
         "size": ctx.pick(48, 224),  # quick: 48 px to fit a shared 2-core CPU
         "train": ctx.pick(6, 100, 2),  # per class (the paper: 50 % / 80 % of AID's 220-420)
-        "test": ctx.pick(8, 100, 2),
+        "test": ctx.pick(8, 100, 2),  # the first draw: it fixes the training split (as before 2026-12-02)
+        "test_more": ctx.pick(92, 0, 1),  # ... then more from the rest, no validation image
+        "val": ctx.pick(8, 0, 1),  # validation images a class (exp_pskd_mix.py), in neither of the two
         "teacher_epochs": ctx.epochs(0, 60),  # quick: 0 = the defaults' budget (min_steps 200)
         "epochs": ctx.epochs(0, 60),
     }
@@ -30,14 +34,16 @@ def run(ctx: Ctx) -> Study:
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
     budget = {"epochs": s["epochs"]} if s["epochs"] else {}
+    n_test = s["test"] + s["test_more"]
     student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, **budget}
     teacher_opts = {"backbone": "efficientnet_lite2", "init": "imagenet", "batch_size": 32,
                     **({"epochs": s["teacher_epochs"]} if s["teacher_epochs"] else {})}
     study = Study(
         "pskd",
         "Pair-wise similarity KD (AID): student alone vs Hinton KD vs PSKD",
-        f"AID, 30 classes, per seed a fresh stratified split of {s['train']} training / {s['test']} test "
-        f"images per class ({30 * s['train']} / {30 * s['test']}), {s['size']} px. Teacher: "
+        f"AID, 30 classes, per seed a fresh stratified split of {s['train']} training / {n_test} test "
+        f"images per class ({30 * s['train']} / {30 * n_test}; none of them among the seed's {s['val']} "
+        f"validation images a class), {s['size']} px. Teacher: "
         "EfficientNet-Lite2 from ImageNet fine-tuned with `pretrain`'s defaults (Adam 3e-4, warm-up, "
         f"{budget_text(s['teacher_epochs'])}). Students: EfficientNet-Lite0 from ImageNet, "
         f"{budget_text(s['epochs'])} of pair batches (16 anchors + 16 same-class partners), SGD lr 0.01 "
@@ -52,7 +58,7 @@ def run(ctx: Ctx) -> Study:
         baseline=ROWS["none"],
     )
     for seed in ctx.seeds:
-        train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
+        train, _, test = splits(data, seed, s)
         teacher = train_eval(ctx, "pretrain", teacher_opts, train, test, seed)
         path = save(teacher, ctx.out / f"pskd_teacher_{seed}.pt")
         add(study, "teacher (Lite2)", seed, teacher, s["size"])
@@ -64,6 +70,17 @@ def run(ctx: Ctx) -> Study:
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
+
+
+def splits(data: SceneData, seed: int, s: dict) -> tuple[SceneData, SceneData, SceneData]:
+    """Seed ``seed``'s training, validation and test images: ``train`` and a first ``test`` a class drawn by
+    ``seeded_split``, ``val`` a class from the rest (drawn with 1000 + seed), then ``test_more`` a class added
+    to the test part from the images in none of the three."""
+    train, first = seeded_split(data, seed, test=s["test"], train=s["train"])
+    used = set(train.files) | set(first.files)
+    rest = data.subset([i for i, f in enumerate(data.files) if f not in used])
+    val = seeded_split(rest, 1000 + seed, test=s["val"], train=0)[1] if s["val"] else data.subset([])
+    return train, val, widen_test(data, seed, train, first, s["test_more"], avoid=val)
 
 
 def budget_text(epochs: int) -> str:

@@ -1,7 +1,7 @@
 """PSKD's mixup coefficient a (lambda ~ Beta(a, a); the paper does not state it), chosen on validation
 images in the PSKD study's setting: AID at 48 px, 6 training images a class, the study's Lite2 teacher; per
 seed s the validation images are 8 a class drawn from AID's images in neither seed s's training nor its test
-part (the study's test images are not seen).
+part (exp_pskd.splits: the study's test images are not seen).
 
     python backend/experiments/exp_pskd_mix.py --out build/pskd-mix [--seed-list 0,1] [--threads 1]
 """
@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, save, seeded_split, train_eval
-from exp_pskd import settings
+from common import Ctx, Study, load, save, train_eval
+from exp_pskd import settings, splits
 
 ALPHAS = (0.2, 0.4, 1.0)
 ANCHORS_CE = "mixup a 0.2, CE on the anchors only"
@@ -33,14 +33,11 @@ def run(ctx: Ctx) -> Study:
     data = load(ctx, "aid_150px", size=s["size"])
     student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
     study = Study("pskd-mix", "PSKD: mixup coefficient on validation splits (the study's setting)",
-                  f"AID, {s['size']} px, {s['train']} training images a class, per seed 8 validation images "
-                  "a class from the images in neither that seed's training nor its test part; a selection, "
-                  "not a result.", baseline=f"mixup a {ALPHAS[-1]:g}")
+                  f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
+                  "validation images a class from the images in neither that seed's training nor its test "
+                  "part; a selection, not a result.", baseline=f"mixup a {ALPHAS[-1]:g}")
     for seed in ctx.seeds:
-        train, test = seeded_split(data, seed, test=s["test"], train=s["train"])
-        used = set(train.files) | set(test.files)
-        rest = data.subset([i for i, f in enumerate(data.files) if f not in used])
-        _, val = seeded_split(rest, 1000 + seed, test=8, train=0)
+        train, val, _ = splits(data, seed, s)
         teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2", "init": "imagenet",
                                                "batch_size": 32}, train, val, seed)
         path = save(teacher, ctx.out / f"pskd_mix_teacher_{seed}.pt")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import Ctx, Study, n_params, seeded_split, train_eval
+from common import Ctx, Study, n_params, seeded_split, train_eval, widen_test
 from seed_cache import per_seed
 from torch.nn import functional as F
 
@@ -89,9 +89,10 @@ class Classifier(SCLMethod):
 
 
 def ci_aid(data: SceneData, seed: int, s: dict, shots: int) -> tuple[SceneData, SceneData, list[str]]:
-    """CI-AID: the first 20 classes keep ``majority`` training images, the last 10 ``shots``; ``test`` images
-    per class from the rest (balanced)."""
-    train, test = seeded_split(data, seed, test=s["test"], train=s["majority"])
+    """CI-AID: the first 20 classes keep ``majority`` training images, the last 10 ``shots``; ``test`` +
+    ``test_more`` images per class from the rest (balanced; none of the minority images cut away)."""
+    train, first = seeded_split(data, seed, test=s["test"], train=s["majority"])
+    test = widen_test(data, seed, train, first, s["test_more"])
     minority = data.classes[20:]
     rng = np.random.default_rng(seed)
     keep = []
@@ -129,7 +130,8 @@ def setup(ctx: Ctx) -> dict[str, Any]:
     return {
         "size": ctx.pick(64, 224),
         "majority": ctx.pick(25, 100, 2),  # the paper: 50 % of each majority class (> 100)
-        "test": ctx.pick(20, 100, 1),
+        "test": ctx.pick(20, 100, 1),  # the first draw: it fixes the training split (as before 2026-12-02)
+        "test_more": ctx.pick(80, 0, 1),  # ... then more a class from the rest (widen_test)
         "shots": ctx.pick([10], [10, 5], [1]),
         "options": {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, "epochs": e,
                     "classifier_epochs": ctx.epochs(100, 100), "dropout": 0.0},
@@ -177,8 +179,9 @@ def describe(s: dict, shots: int, res: dict) -> str:
     return (
         f"CI-AID at {s['size']} px: AID's first 20 classes keep {s['majority']} training images each, the "
         f"last 10 ({', '.join(res['minority'])}) {shots}; {res['n_train']} training images, a balanced test "
-        f"set of {s['test']} images per class ({res['n_test']}), drawn per seed. EfficientNet-Lite0 from "
-        f"ImageNet. Every encoder trains {o['epochs']} epochs with SGD (momentum 0.9, wd 1e-4), lr 0.0125 "
+        f"set of {s['test'] + s['test_more']} images per class ({res['n_test']}), drawn per seed. "
+        f"EfficientNet-Lite0 from ImageNet. Every encoder trains {o['epochs']} epochs with SGD (momentum "
+        "0.9, wd 1e-4), lr 0.0125 "
         "(0.5 x 32/128 x 0.1 for the ImageNet init), 2 warm-up epochs then cosine, batch 32, views of "
         "50-100 % crops + flips + 90-degree rotations + colour distortion; BatchNorm statistics re-estimated "
         "on the training images at the end. CE rows: end to end, one view (re-weighting: class weights "

@@ -62,6 +62,24 @@ def test_seeded_split_is_stratified_and_differs_by_seed(ucm_tiny: Path) -> None:
     assert te0.files != te1.files or tr0.files != tr1.files
 
 
+def test_widen_test_adds_images_outside_training_and_validation(tmp_path: Path) -> None:
+    from datasets_tiny import SHARED, link_subset
+    from exp_pskd import splits
+
+    root = link_subset(SHARED / "aid_150px", tmp_path / "aid", ["Airport", "BareLand", "Beach"], 12)
+    data = open_dataset(root, size=32)
+    s = {"train": 2, "test": 2, "test_more": 3, "val": 2}
+    train, val, test = splits(data, 0, s)
+    first_train, first_test = common.seeded_split(data, 0, test=2, train=2)
+    assert train.files == first_train.files and set(first_test.files) <= set(test.files)  # training as before
+    assert sorted(test.class_counts().tolist()) == [5, 5, 5] and sorted(val.class_counts().tolist()) == [2, 2, 2]
+    assert not set(test.files) & (set(train.files) | set(val.files)) and not set(train.files) & set(val.files)
+    assert splits(data, 0, s)[2].files == test.files  # seeded
+    everything = common.widen_test(data, 0, train, first_test, 100, avoid=val)  # capped by what is left
+    assert len(everything) == len(data) - len(train) - len(val)
+    assert common.widen_test(data, 0, train, first_test, 0) is first_test
+
+
 def test_no_tiny_last_batch(ucm_tiny: Path) -> None:
     sizes = [len(b) for b in even_batches(torch.arange(100), 32)]
     assert sizes == [34, 33, 33] or sorted(sizes) == [33, 33, 34]
