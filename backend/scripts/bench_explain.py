@@ -59,12 +59,27 @@ def _sizes(method: str, sizes: dict[str, int]) -> dict[str, int]:
     return {k: max(int(v * share), 4) for k, v in sizes.items()}
 
 
-def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, Any]]:
-    card, model, path = load_model(name, torch.device("cpu"))
+def paste_pool(data: Any, pastes_from: str) -> np.ndarray:
+    """Indices of the images pastes are made of: every image, or the held-out ones only."""
+    if pastes_from == "heldout":
+        return np.asarray(heldout_indices(data)[1])
+    if pastes_from != "all":
+        raise ValueError(f"--pastes-from {pastes_from!r}: all or heldout")
+    return np.arange(len(data))
+
+
+def bench_model(name: str, sizes: dict[str, int], seed: int, model_file: str | None = None,
+                pastes_from: str = "all") -> list[dict[str, Any]]:
+    """Every row of ``ROWS`` for the shipped model ``name`` (or ``model_file``, a model trained on the same
+    data and held-out split); the pasted patches and their bases from every image of the data or only from
+    its held-out images (``pastes_from``: a model trained with CutMix has seen its training images pasted)."""
+    card, model, path = load_model(model_file or name, torch.device("cpu"))
     cfg = MODELS[name]
     data = open_dataset(SHARED / cfg["data"], bands=card.bands if name != "aerial-rgb" else None)
     images, labels = data.x.numpy(), data.y.numpy()
     _, held, _ = heldout_indices(data)
+    pool = paste_pool(data, pastes_from)
+    paste_images, paste_labels = images[pool], labels[pool]
     predict = fa.predictor(card, make_runner("auto", model, card, path, torch.device("cpu")).logits)
     rows = []
     for method, detail, norm in ROWS:
@@ -72,19 +87,21 @@ def bench_model(name: str, sizes: dict[str, int], seed: int) -> list[dict[str, A
         explain, runner = fa.explainer(card, model, method, detail, norm)
         rng = np.random.default_rng(seed)
         bases: list[int] = []
-        tiles, targets, boxes = fa.paste_set(images, labels, sz["pastes"], cfg["patch"], seed, bases)
+        tiles, targets, boxes = fa.paste_set(paste_images, paste_labels, sz["pastes"], cfg["patch"], seed,
+                                             bases)
         # context maps: each pasted tile in a field of 8 other images of its base class
         grouped = runner.detail in CONTEXT_DETAILS
-        ring = fa.same_class_neighbours(images, labels, bases, seed) if grouped else None
+        ring = fa.same_class_neighbours(paste_images, paste_labels, bases, seed) if grouped else None
         row: dict[str, Any] = {"model": name, "method": method, "detail": runner.detail, "norm": norm,
-                               "cells": None}
+                               "cells": None, "model_file": model_file, "pastes_from": pastes_from}
         print(f"{name} {method} {detail} {norm}: pasted patch", file=sys.stderr, flush=True)
         row["pasted"] = fa.pasted_patch(explain, tiles, targets, boxes, cfg["patch"], ring)
         pick = rng.choice(len(images), size=min(sz["deletion"], len(images)), replace=False)
         print("  deletion / insertion", file=sys.stderr, flush=True)
         row["deletion"] = fa.deletion_insertion(explain, predict, images[pick], seed=seed, road=True)
         square = max(int(np.sqrt(sz["scene"])), 2) if method in SLOW else None
-        row["position"] = sb.scene_position_bias(SCENES[name], name, method, detail, norm, square)
+        row["position"] = sb.scene_position_bias(SCENES[name], model_file or name, method, detail, norm,
+                                                 square)
         if name == "aerial-rgb":  # the earlier proxy: UC Merced photos (often centred on an object)
             _, maps = explain(images[held][: sz["scene"]], None)
             row["position_ucm"] = fa.position_bias(maps) | {"source": "UC Merced held-out images"}
@@ -141,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="aerial-rgb: UC Merced held-out images for the second position bias")
     ap.add_argument("--aerial-share", type=float, default=0.5,
                     help="aerial-rgb (256-px tiles, 3.5x the compute) runs this share of the sizes")
+    ap.add_argument("--model-file", help="a model file trained on the --models model's data and split, "
+                    "measured in its place (one model)")
+    ap.add_argument("--pastes-from", choices=("all", "heldout"), default="all",
+                    help="images the pasted patches and their bases come from (heldout: only the images "
+                    "the model was not trained on)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -157,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models.split(","):
         share = args.aerial_share if name == "aerial-rgb" else 1.0
-        rows += bench_model(name, {k: max(int(v * share), 4) for k, v in sizes.items()}, args.seed)
+        rows += bench_model(name, {k: max(int(v * share), 4) for k, v in sizes.items()}, args.seed,
+                            args.model_file, args.pastes_from)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench-explain.json").write_text(json.dumps(rows, indent=1))
