@@ -1,5 +1,5 @@
 # The benchmark (issues 3, 11): one study per paper plus the "defaults" table, 5 seeds (the defaults 3) with 95 % intervals and
-# paired differences (Markdown + JSON + one plot per study), about 45 min on a 2-core CPU (--profile quick).
+# paired differences (Markdown + JSON + one plot per study), about 50 min on a 2-core CPU (--profile quick).
 # Included from the root Makefile. EXPERIMENTS_ARGS="--only scl" runs a part; "--profile smoke" checks the
 # harness in minutes; "--profile paper --device cuda" runs the papers' sizes on a GPU.
 EXPERIMENTS_OUT ?= build/experiments
