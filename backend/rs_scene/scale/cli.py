@@ -70,7 +70,7 @@ def _classify_options(p: Any) -> None:
     p.add_argument("--cam", default="gradcam", help="CAM method for --heatmaps")
     p.add_argument("--cam-class", help="heatmaps for this class instead of each tile's prediction")
     p.add_argument("--heatmap-norm", choices=("run", "tile"), help="as classify's (default: run)")
-    p.add_argument("--heatmap-detail", choices=("context", "fine", "coarse"),
+    p.add_argument("--heatmap-detail", choices=("context", "fused", "fine", "coarse"),
                    help="as classify's (default: context)")
     p.add_argument("--device", default="auto", help="auto (a GPU per actor where there are GPUs) or cpu")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto")

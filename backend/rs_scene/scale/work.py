@@ -35,6 +35,7 @@ from ..engine.plan import TilePlan, input_warnings, make_plan
 from ..engine.reading import Batch, gdal_cache_bytes, read_batches, read_size
 from ..engine.runtime import small_ops_single_threaded
 from ..engine.trainer import pick_device
+from ..explain.cam import CONTEXT_DETAILS
 from ..io.raster import open_raster
 from ..zoo import resolve_model
 from .shards import Shard, default_shard_tiles, plan_shards, shard_tiles_of
@@ -123,8 +124,9 @@ class ShardClassifier:
 
     def _for_plan(self, raster: str | None) -> tuple[Any, Any, TilePlan | None]:
         """The CAM and runner for this shard's raster, and its plan when its heat comes from the context
-        pass (engine/context.py: blocks fixed by the whole grid, so a shard draws what classify draws)."""
-        if self.cam is None or not raster or self.cam.detail != "context":
+        pass (engine/context.py, ``context`` or ``fused``: blocks fixed by the whole grid, so a shard draws
+        what classify draws)."""
+        if self.cam is None or not raster or self.cam.detail not in CONTEXT_DETAILS:
             return self.cam, self.runner, None
         params = dataclasses.replace(self.params, raster=raster)
         if self._plan is None or self._plan[0] != raster:  # a raster's shards come one after another
