@@ -95,12 +95,14 @@ def add(study: Study, row: str, seed: int, r, size: int) -> None:  # noqa: ANN00
 def reading(study: Study) -> str:
     """The study's reading from its numbers (``run.py --merge`` recomputes it after joining seeds)."""
     d = study.diff(ROWS["pskd"], ROWS["none"])
+    h = study.diff(ROWS["hinton"], ROWS["none"])
     t_vs = study.diff("teacher (Lite2)", ROWS["none"])
     return (
         f"Distillation moves the ImageNet Lite0 student by {d.text(points=True)} OA points over the same "
-        f"student alone; the Lite2 teacher is {t_vs.text(points=True)} points above the student alone with "
+        f"student alone, Hinton KD from the same teacher by {h.text(points=True)}; the Lite2 teacher is "
+        f"{t_vs.text(points=True)} points above the student alone with "
         f"{study.extra('teacher (Lite2)', 'parameters') / study.extra(ROWS['none'], 'parameters'):.2f}x its "
-        "parameters. A teacher barely better than its student has little to pass on (the paper's teacher "
-        "is 1-1.5 points above its student too); the paper profile (224 px, 60 epochs, 100 images a class) "
-        "is where its +0.5 to +1.5 points should show."
+        "parameters. PSKD's loss has no teacher term on the real images (pair KD between two images of a "
+        "class, KD on mixed images, CE: the paper's Eq. 9), Hinton KD's is all on them. The paper profile "
+        "(224 px, 60 epochs, 100 images a class) is where the paper's +0.5 to +1.5 points should show."
     )
