@@ -57,7 +57,9 @@ def run(ctx: Ctx) -> Study:
         "paper's random classifier), Adam, 3 warm-up epochs, x0.2 at 50/70/90 %, base lr 3e-3 from scratch "
         f"(the paper's), {s['ft_lr'] or 3e-4:g} from pretrained weights (the paper's 3e-4 is for 100 "
         "epochs), "
-        "crop/flip/rotation augmentation, BatchNorm momentum 0.1. Linear probe: "
+        "crop/flip/rotation augmentation; from pretrained weights the BatchNorm statistics stay the "
+        "pretrained ones (`batchnorm auto`, the default since 2026-12-03, chosen on validation images: "
+        "`exp_pretrain_bn.py`), from scratch they are estimated (momentum 0.1). Linear probe: "
         f"{s['probe_epochs']} epochs of Adam 1e-3 on features cached once from the frozen backbone in eval "
         "mode, no augmentation (the paper's probe). The paper: ResNet-50, 224 px, 100 epochs.",
         baseline=f"ImageNet, {FT}",

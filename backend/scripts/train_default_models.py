@@ -26,7 +26,8 @@ def jobs(data_root: Path, epochs: int) -> dict[str, TrainParams]:
             out=str(ZOO / "aerial-rgb.pt"), name="aerial-rgb", data=str(data_root / "ucmerced"),
             image_size=256, input_size=224,
             options={"backbone": "efficientnet_lite0", "init": "imagenet", "mode": "fine-tune",
-                     "epochs": epochs, "batch_size": 24, "lr": 1e-3, "warmup_epochs": 2},
+                     "epochs": epochs, "batch_size": 24, "lr": 1e-3, "warmup_epochs": 2,
+                     "batchnorm": "train"},  # the shipped file's recipe (before frozen became the default)
             description="UC Merced land use (21 classes), 1 ft (0.3 m) RGB aerial imagery, 256 px tiles",
         ),
         "sentinel2-eurosat": TrainParams(
@@ -34,7 +35,8 @@ def jobs(data_root: Path, epochs: int) -> dict[str, TrainParams]:
             data=str(data_root / "eurosat_ms"),
             bands=list(S2_TEN), input_size=128,
             options={"backbone": "efficientnet_lite0", "init": "imagenet", "mode": "fine-tune",
-                     "epochs": epochs, "batch_size": 24, "lr": 1e-3, "warmup_epochs": 2},
+                     "epochs": epochs, "batch_size": 24, "lr": 1e-3, "warmup_epochs": 2,
+                     "batchnorm": "train"},  # the shipped file's recipe (before frozen became the default)
             description="EuroSAT land cover (10 classes) from the ten Sentinel-2 bands L1C and L2A share, "
                         "reflectance x 10000, 64 px tiles at 10 m",
         ),

@@ -202,6 +202,37 @@ def test_pretrain_resumed_stage_keeps_its_fine_tuned_head(ucm48: SceneData) -> N
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+
+
+@pytest.mark.parametrize("batchnorm", ["frozen", "train"])
+def test_pretrain_fine_tune_keeps_or_re_estimates_batchnorm_statistics(ucm48: SceneData, batchnorm: str) -> None:
+    """``batchnorm frozen``: a fine-tune through the trainer leaves every running statistic as ImageNet's
+    while the weights (BatchNorm's scale and shift among them) move; ``train`` re-estimates the statistics."""
+    opts = {"batch_size": 6, "epochs": 1, "min_steps": 0, "batchnorm": batchnorm, "head_init": "random"}
+    method = create_method("pretrain", opts, num_classes=3, bands=ucm48.bands)
+    card = build_card(TrainParams(out="p.pt"), ucm48, ucm48, method)
+    torch.manual_seed(0)
+    imagenet = method.build_model()
+    before, weights = bn_state(imagenet), {k: v.clone() for k, v in imagenet.state_dict().items()}
+    model = Trainer(method, card, TrainSettings(device="cpu", seed=0)).fit(ucm48)
+    after = model.state_dict()
+    same = [torch.equal(after[k], v) for k, v in before.items()]
+    assert len(same) > 40
+    assert all(same) if batchnorm == "frozen" else not any(same)
+    scales = [k for k in weights if k.replace(".weight", ".running_mean") in before and k.endswith(".weight")]
+    assert scales and not all(torch.equal(after[k], weights[k]) for k in scales)  # BN's affine still trains
+
+
+@pytest.mark.parametrize(("options", "frozen"), [({}, True), ({"init": "scratch"}, False),
+                                                  ({"batchnorm": "train"}, False),
+                                                  ({"mode": "linear-probe"}, False)])
+def test_pretrain_batchnorm_auto_freezes_pretrained_statistics_only(options: dict, frozen: bool) -> None:
+    method = create_method("pretrain", options, num_classes=3, bands=["B04", "B03", "B02"])
+    assert method.frozen_batchnorm() is frozen
+
+
 def test_pskd_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept() -> None:
     """PSKD's pair batches hold B/2 anchors: 63 images at batch 32 are 4 batches an epoch, 50 epochs."""
     method = create_method("pskd", {"teacher": "t.pt"}, num_classes=3, bands=["B04"])

@@ -161,7 +161,7 @@ class Trainer:
 
     def _epoch(self, model: nn.Module, data: SceneData, stage: Any, optim: torch.optim.Optimizer,
                use_amp: bool, si: int, epoch: int, n_stages: int) -> float:
-        model.train()
+        self.method.train_mode(model)
         batches = self.batches(data, self.method.config.batch_size, stage)
         total, count = 0.0, 0
         for bi, idx in enumerate(batches):

@@ -73,6 +73,14 @@ class Stage:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Every BatchNorm layer of ``module`` in eval mode: its running statistics are used and kept; its scale
+    and shift still train."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 class Method(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -106,6 +114,11 @@ class Method(ABC):
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:  # noqa: B027
         """Hook run before a stage (e.g. freeze an encoder, compute attention maps)."""
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Put ``model`` in training mode before each epoch (a method may keep parts in eval mode)."""
+        model.train()
+
 
     def predict_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return self.export_module(model)(x)
