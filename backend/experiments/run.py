@@ -32,11 +32,12 @@ EXPERIMENTS = {
     "scl": "exp_scl",
     "bwms": "exp_bwms",
     "pretrain": "exp_pretrain",
+    "pretrain-aid": "exp_pretrain_aid",
     "defaults": "exp_defaults",
 }
 # Relative cost of one seed of each study on the quick profile (measured 2026-12-02): --jobs starts the
 # longest first, so that the last job to finish is a short one.
-COST = {"defaults": 10, "ddrl-am": 6, "pskd": 4, "pretrain": 3, "scl": 2, "bwms": 1.5}
+COST = {"defaults": 10, "ddrl-am": 6, "pskd": 4, "pretrain": 3, "pretrain-aid": 2, "scl": 2, "bwms": 1.5}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
