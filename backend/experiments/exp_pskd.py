@@ -46,7 +46,7 @@ def run(ctx: Ctx) -> Study:
         f"validation images a class), {s['size']} px. Teacher: "
         "EfficientNet-Lite2 from ImageNet fine-tuned with `pretrain`'s defaults (Adam 3e-4, warm-up, "
         f"{budget_text(s['teacher_epochs'])}). Students: EfficientNet-Lite0 from ImageNet, "
-        f"{budget_text(s['epochs'])} of pair batches (16 anchors + 16 same-class partners), SGD lr 0.01 "
+        f"{budget_text(s['epochs'])} of pair batches (16 anchors + 16 same-class partners), SGD lr 0.003 "
         "(the default, chosen on validation images) momentum 0.9, x0.1 at 30/60/80 %, crop/flip/rotation "
         "augmentation, identical "
         "for the three; alone = CE on all 32 images, Hinton KD = 0.8 CE + 1.0 T^2 KL(teacher || student), "

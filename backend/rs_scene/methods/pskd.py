@@ -67,8 +67,9 @@ class PSKDConfig(MethodConfig):
     ce_images: str = opt("all", "the cross-entropy term over every image of the batch (all: anchors and "
                          "their partners, as the baselines) or the anchors only (CS-KD's code)",
                          choices=["all", "anchors"])
-    lr: float = opt(0.01, "SGD learning rate (the paper's 0.1 is for 200 epochs; 0.01 chosen on validation "
-                    "images with the other defaults: backend/experiments/exp_pskd_lr.py)")
+    lr: float = opt(0.003, "SGD learning rate (the paper's 0.1 is for 200 epochs; 0.003 chosen on validation "
+                    "images with the other defaults and a teacher trained with pretrain's: "
+                    "backend/experiments/exp_pskd_lr.py; 0.01 before pretrain kept BatchNorm statistics)")
     weight_decay: float = opt(5e-4, "weight decay")
     min_steps: int = opt(200, "at least this many optimiser steps: a small set trains more epochs than the "
                          "default (0 = off; given epochs are kept unless min_steps is given too)")
