@@ -37,6 +37,11 @@ def _head(common: list[str]) -> int:
     """A head node on a random port; a second port if the first start fails (a port another process of the
     suite holds), and a failure that says what ray printed both times."""
     said = []
+    # token auth: `ray start` does not create the token (ray.init does): on a machine where nothing made
+    # ~/.ray/auth_token yet it exited 1 ("no authentication token was found"); --generate keeps one that exists
+    error = _ray("get-auth-token", "--generate")
+    if error is not None:
+        pytest.fail(error)
     for _ in range(2):
         port = random.randint(20000, 40000)
         error = _ray("start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false",
