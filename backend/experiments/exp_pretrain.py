@@ -68,23 +68,32 @@ def run(ctx: Ctx) -> Study:
     for seed in ctx.seeds:
         train, test = seeded_split(ucm, seed, test=s["test"], train=s["train"])
         for label, init in inits.items():
-            if init != "scratch":
-                probe = {**base, "init": init, "mode": "linear-probe", "epochs": s["probe_epochs"]}
-                r = train_eval(ctx, "pretrain", probe, train, test, seed)
-                study.add(f"{label}, {PROBE}", seed, r.oa, train_s=round(r.seconds))
             lr = s["ft_lr"] if init != "scratch" else 0.0  # scratch: the paper's 3e-3
-            ft = {**base, "init": init, "epochs": epochs, "lr": lr}
-            r = train_eval(ctx, "pretrain", ft, train, test, seed)  # from weights: LP-FT (head_init auto)
-            study.add(f"{label}, {FT}", seed, r.oa, train_s=round(r.seconds))
-            if init == "imagenet":  # the paper's fine-tune: a random classifier
-                r = train_eval(ctx, "pretrain", {**ft, "head_init": "random"}, train, test, seed)
-                study.add(f"{label}, {FT_RANDOM}", seed, r.oa, train_s=round(r.seconds))
+            init_rows(ctx, study, label, {**base, "init": init, "lr": lr}, train, test, seed, epochs,
+                      s["probe_epochs"], paper_row=init == "imagenet")
     study.goal("ImageNet fine-tune > ImageNet linear probe", f"ImageNet, {FT}", f"ImageNet, {PROBE}", True)
     study.goal("in-domain (via AID) fine-tune >= ImageNet fine-tune", f"ImageNet -> AID, {FT}",
                f"ImageNet, {FT}", False)
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
+
+
+def init_rows(ctx: Ctx, study: Study, label: str, opts: dict, train, test, seed: int, epochs: int,  # noqa: ANN001
+              probe_epochs: int, paper_row: bool) -> None:
+    """One init's rows for one seed: its linear probe (none from scratch), its fine-tune (from pretrained
+    weights LP-FT, ``head_init auto``) and, with ``paper_row``, the paper's fine-tune from a random
+    classifier."""
+    if opts["init"] != "scratch":
+        probe = {**opts, "mode": "linear-probe", "epochs": probe_epochs}
+        r = train_eval(ctx, "pretrain", probe, train, test, seed)
+        study.add(f"{label}, {PROBE}", seed, r.oa, train_s=round(r.seconds))
+    ft = {**opts, "mode": "fine-tune", "epochs": epochs}
+    r = train_eval(ctx, "pretrain", ft, train, test, seed)
+    study.add(f"{label}, {FT}", seed, r.oa, train_s=round(r.seconds))
+    if paper_row:
+        r = train_eval(ctx, "pretrain", {**ft, "head_init": "random"}, train, test, seed)
+        study.add(f"{label}, {FT_RANDOM}", seed, r.oa, train_s=round(r.seconds))
 
 
 def reading(study: Study) -> str:

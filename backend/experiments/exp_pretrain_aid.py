@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from common import Ctx, Study, epochs_for_steps, load, seeded_split, train_eval
-from exp_pretrain import FT, FT_RANDOM, PROBE
+from common import Ctx, Study, epochs_for_steps, load, seeded_split
+from exp_pretrain import FT, FT_RANDOM, PROBE, init_rows
 
 
 def settings(ctx: Ctx) -> dict:
@@ -48,14 +48,7 @@ def run(ctx: Ctx) -> Study:
     )
     for seed in ctx.seeds:
         train, test = seeded_split(aid, seed, test=n_test)
-        probe = {**base, "mode": "linear-probe", "epochs": s["probe_epochs"]}
-        r = train_eval(ctx, "pretrain", probe, train, test, seed)
-        study.add(f"ImageNet, {PROBE}", seed, r.oa, train_s=round(r.seconds))
-        ft = {**base, "mode": "fine-tune", "epochs": epochs}
-        r = train_eval(ctx, "pretrain", ft, train, test, seed)  # from weights: LP-FT (head_init auto)
-        study.add(f"ImageNet, {FT}", seed, r.oa, train_s=round(r.seconds))
-        r = train_eval(ctx, "pretrain", {**ft, "head_init": "random"}, train, test, seed)
-        study.add(f"ImageNet, {FT_RANDOM}", seed, r.oa, train_s=round(r.seconds))
+        init_rows(ctx, study, "ImageNet", base, train, test, seed, epochs, s["probe_epochs"], paper_row=True)
     study.goal("ImageNet fine-tune > ImageNet linear probe (AID, the paper's target setting)",
                f"ImageNet, {FT}", f"ImageNet, {PROBE}", True)
     study.reading = reading(study)

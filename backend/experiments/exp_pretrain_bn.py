@@ -20,16 +20,11 @@ import time
 from pathlib import Path
 
 from common import Ctx, SceneData, Study, epochs_for_steps, load, seeded_split, train_eval
+from exp_bwms_init import validation_split
 
 from rs_scene.bands import S2_TEN
 
 MODES = ("train", "frozen")
-
-
-def unused(data: SceneData, *parts: SceneData) -> SceneData:
-    """The images of ``data`` in none of ``parts``."""
-    used = {f for p in parts for f in p.files}
-    return data.subset([i for i, f in enumerate(data.files) if f not in used])
 
 
 def settings(ctx: Ctx, seed: int) -> dict[str, tuple[SceneData, SceneData]]:
@@ -40,8 +35,7 @@ def settings(ctx: Ctx, seed: int) -> dict[str, tuple[SceneData, SceneData]]:
     out["UC Merced 48 px, 7 a class"] = seeded_split(train, 100 + seed, test=3)
     train, _ = seeded_split(aid, seed, test=160)
     out["AID 48 px, 30 a class"] = seeded_split(train, 100 + seed, test=10)
-    train, test = seeded_split(ucm64, seed, test=5, train=3)
-    out["UC Merced 64 px, 3 a class"] = (train, unused(ucm64, train, test))
+    out["UC Merced 64 px, 3 a class"] = validation_split(ucm64, seed)
     train, _ = seeded_split(eus, seed, test=1 / 3)
     out["EuroSAT-MS 10 bands 64 px, 10 a class"] = seeded_split(train, 100 + seed, test=5)
     return {k: (ctx.small(a), ctx.small(b)) for k, (a, b) in out.items()}
@@ -55,27 +49,29 @@ def run(ctx: Ctx) -> Study:
                   "validation images only (see the script): a selection, not a result.",
                   baseline=f"UC Merced 48 px, 7 a class: {MODES[0]}")
     steps = ctx.pick(200, 1000, 1)
-    names: list[str] = []
     for seed in ctx.seeds:
         for name, (train, val) in settings(ctx, seed).items():
-            names = list(dict.fromkeys([*names, name]))
             epochs = epochs_for_steps(len(train), 32, steps)
             for mode in MODES:
                 opts = {**base, "epochs": epochs, "batchnorm": mode}
                 r = train_eval(ctx, "pretrain", opts, train, val, seed)
                 study.add(f"{name}: {mode}", seed, r.oa, train_s=round(r.seconds),
                           images=f"{len(train)}/{len(val)}")
-    for name in names:
+    for name in setting_names(study):
         study.goal(f"{name}: frozen >= train", f"{name}: frozen", f"{name}: train", False)
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
 
 
+def setting_names(study: Study) -> list[str]:
+    """The settings of the rows (``SETTING: MODE``), in the order they were added."""
+    return list(dict.fromkeys(r.split(": ")[0] for r in study.values))
+
+
 def reading(study: Study) -> str:
-    names = list(dict.fromkeys(r.split(": ")[0] for r in study.values))
-    parts = [f"{n}: {study.diff(f'{n}: frozen', f'{n}: train').text(points=True)}" for n in names
-             if f"{n}: frozen" in study.values and f"{n}: train" in study.values]
+    parts = [f"{n}: {study.diff(f'{n}: frozen', f'{n}: train').text(points=True)}"
+             for n in setting_names(study) if {f"{n}: frozen", f"{n}: train"} <= study.values.keys()]
     return "Frozen minus re-estimated BatchNorm statistics, validation OA points: " + "; ".join(parts) + "."
 
 

@@ -119,7 +119,6 @@ class Method(ABC):
         """Put ``model`` in training mode before each epoch (a method may keep parts in eval mode)."""
         model.train()
 
-
     def predict_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return self.export_module(model)(x)
 

@@ -133,9 +133,7 @@ class PretrainMethod(Method):
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
         self.features: torch.Tensor | None = None
-        if self.config.mode == "linear-probe":
-            model.backbone.eval()  # frozen features: BatchNorm statistics stay those of the source
-        elif self.head_from_probe() and not stage.info.get("resumed"):
+        if self.head_from_probe() and not stage.info.get("resumed"):
             probe_head(model, frozen_features(model, train_loader, self.prepare_eval), train_loader.y,
                        self.config.batch_size, self.task_loss)
         self.model = model
@@ -150,7 +148,7 @@ class PretrainMethod(Method):
     def train_mode(self, model: nn.Module) -> None:
         model.train()
         if self.config.mode == "linear-probe":
-            model.backbone.eval()
+            model.backbone.eval()  # frozen features: BatchNorm statistics stay those of the source
         elif self.frozen_batchnorm():
             freeze_batchnorm(model)
 
