@@ -181,6 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "heldout_rule": card.training.get("heldout_rule"),
         "warnings": metrics.get("warnings", []),
         "seconds": card.training.get("seconds"),
+        "stages": card.training.get("stages"),  # epochs planned (min_steps may raise them), run and kept
     }
     if args.json:
         print(json.dumps(summary))

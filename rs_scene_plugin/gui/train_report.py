@@ -25,6 +25,24 @@ def figure_line(m: dict[str, Any]) -> str:
             f"{m.get('balanced_accuracy', 0):.1%} ({m.get('n')} tiles)")
 
 
+def epochs_line(training: dict[str, Any]) -> str:
+    """What each stage ran, in epochs: where ``min_steps`` raised the epochs option for a small set, by how
+    much and why; where early stopping ended it or validation chose an earlier epoch, which one the model is."""
+    parts = []
+    asked, steps, n = training.get("epochs_option"), training.get("min_steps") or 0, training.get("n_train")
+    for st in training.get("stages") or []:
+        text = f"{st['stage']}: {st['epochs']} epochs"
+        if asked and st["epochs"] > asked and steps:
+            text += (f" (the epochs option is {asked}, raised so that {n} training tiles make at least {steps} "
+                     "optimiser steps; min_steps 0 turns this off)")
+        if st.get("ran") is not None and st["ran"] < st["epochs"]:
+            text += f", stopped early after {st['ran']}"
+        if st.get("kept") and st["kept"] != st.get("ran"):
+            text += f", model from epoch {st['kept']} (its best validation figure)"
+        parts.append(text)
+    return ("Trained " + "; ".join(parts) + ".") if parts else ""
+
+
 class TrainReport(QWidget):
     """Figures, warnings and the confusion matrix of the reported figure set (rows true, columns predicted,
     each class's recall in the last column)."""
@@ -54,7 +72,9 @@ class TrainReport(QWidget):
     def show_result(self, result: dict[str, Any]) -> None:
         card_metrics = (result.get("card") or {}).get("metrics") or {}
         sets = [card_metrics[k] for k in ("heldout", "validation", "training") if card_metrics.get(k)]
-        self.figures.setText("<br>".join(figure_line(m) for m in sets) or "No figures: nothing was held out.")
+        lines = [figure_line(m) for m in sets] or ["No figures: nothing was held out."]
+        epochs = epochs_line((result.get("card") or {}).get("training") or {})
+        self.figures.setText("<br>".join(lines + ([epochs] if epochs else [])))
         warnings = result.get("warnings") or (result.get("metrics") or {}).get("warnings") or []
         if warnings:
             self.warnings.error("Warnings:\n" + "\n".join(f"• {w}" for w in warnings))

@@ -136,6 +136,22 @@ def test_pretrain_min_steps_raises_epochs(ucm: SceneData) -> None:
     assert len(trainer.history) == 5  # 12 images at batch 6: 2 steps an epoch
 
 
+def test_the_card_says_how_many_epochs_ran_and_why(ucm: SceneData, tmp_path: Path) -> None:
+    """The Training dialog's report reads the epochs from the card: planned (raised by min_steps), run and the
+    one kept (best validation), so a run of 5 epochs is not shown as the 1 the form says."""
+    opts = {"epochs": 1, "batch_size": 6, "min_steps": 10, "init": "scratch", "backbone": "resnet18"}
+    card, _ = train_model(TrainParams(out=str(tmp_path / "m.pt"), method="pretrain", holdout=False,
+                                      options=opts, val_fraction=0.25, settings=TrainSettings(device="cpu")),
+                          data=ucm)
+    t = card.training
+    assert (t["epochs_option"], t["min_steps"], t["n_train"]) == (1, 10, 9)
+    # 9 training images at batch 6: 2 steps an epoch, so 5 epochs for 10 steps
+    [stage] = t["stages"]
+    assert (stage["stage"], stage["epochs"], stage["ran"]) == ("fine-tune", 5, 5)
+    best = max(t["history"], key=lambda r: r["val"])  # the first best epoch: later ties do not replace it
+    assert stage["kept"] == best["epoch"]
+
+
 def test_pretrain_defaults_give_a_small_set_200_steps_and_given_epochs_are_kept() -> None:
     """The dialog's defaults on a small set (20 steps at 63 images made a 0.23-OA model, 200 steps 0.58):
     at least 200 optimiser steps; epochs a user gives are trained as given."""

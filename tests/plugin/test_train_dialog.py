@@ -69,6 +69,7 @@ def test_trains_from_polygons_and_the_model_appears_in_classify(dialog, qtbot, s
     figures = dialog.report.figures.text()
     assert "held-out (never used for choosing)" in figures and "validation (used for early stopping)" in figures
     assert "balanced accuracy" in figures and "held-out" in dialog.report.matrix_title.text()
+    assert "Trained fine-tune: 2 epochs" in figures and "raised" not in figures, figures  # epochs given: kept
     assert dialog.report.warnings.text().startswith(("Warnings:", "No warnings"))
     card = task.result["card"]
     assert card["value_scale"] == 1000.0 and card["training"]["input"]["input_scale"] == 1000.0
@@ -81,6 +82,22 @@ def test_trains_from_polygons_and_the_model_appears_in_classify(dialog, qtbot, s
     classify.open_for(s2_layer)
     assert "tiny-polygons" in classify.models
     assert {c["name"] for c in classify.models["tiny-polygons"]["classes"]} == {"sea", "land"}
+
+
+def test_the_report_says_when_min_steps_raised_the_epochs_and_which_epoch_was_kept() -> None:
+    from rs_scene_plugin.gui.train_report import epochs_line
+
+    training = {"epochs_option": 15, "min_steps": 200, "n_train": 42,
+                "stages": [{"stage": "fine-tune", "epochs": 67, "ran": 40, "kept": 35}]}
+    line = epochs_line(training)
+    assert line.startswith("Trained fine-tune: 67 epochs (the epochs option is 15, raised so that 42 training "
+                           "tiles make at least 200 optimiser steps"), line
+    assert "stopped early after 40" in line and "model from epoch 35" in line
+    two = {"epochs_option": 3, "min_steps": 0, "n_train": 9, "stages": [
+        {"stage": "encoder", "epochs": 3, "ran": 3, "kept": None}, {"stage": "classifier", "epochs": 3,
+                                                                     "ran": 3, "kept": 3}]}
+    assert epochs_line(two) == "Trained encoder: 3 epochs; classifier: 3 epochs."
+    assert epochs_line({}) == ""  # a card from before the stages were recorded
 
 
 def test_polygons_without_class_values_are_refused(dialog, s2_layer) -> None:

@@ -187,6 +187,10 @@ def train_model(params: TrainParams, data: SceneData | None = None, progress: Pr
         "seed": params.settings.seed,
         "seconds": round(time.perf_counter() - t0, 1), "device": str(trainer.device),
         "history": trainer.history[-50:],
+        # per stage: epochs planned (the option, or more where min_steps raised it for a small set), run
+        # (fewer after an early stop) and kept (the best validation epoch; None: the last)
+        "stages": trainer.stages, "epochs_option": method.config.epochs,
+        "min_steps": getattr(method.config, "min_steps", 0),
     }
     save_model(out, card, module.state_dict())
     drop_checkpoint(ckpt)

@@ -112,6 +112,7 @@ class Trainer:
             prepare_data(self.card, train)
         model = self.method.build_model().to(self.device)
         stages = self.method.stages()
+        self.stages: list[dict[str, Any]] = []  # per stage: the epochs planned, run and kept (the report's)
         state, start_stage, start_epoch, ckpt = TrainState(), 0, 0, None
         if self.settings.resume and checkpoint and os.path.exists(checkpoint):
             ckpt = torch.load(checkpoint, map_location=self.device, weights_only=True)
@@ -132,6 +133,8 @@ class Trainer:
                 if sched is not None and ckpt.get("sched"):
                     sched.load_state_dict(ckpt["sched"])
             state.best, state.best_state, stale = -math.inf, None, 0
+            summary = {"stage": stage.name, "epochs": stage.epochs, "ran": first, "kept": None}
+            self.stages.append(summary)
             for epoch in range(first, stage.epochs):
                 t0 = time.perf_counter()
                 loss = self._epoch(model, train, stage, optim, use_amp, si, epoch, len(stages))
@@ -144,10 +147,12 @@ class Trainer:
                     record["val"] = headline(m)
                     if record["val"] > state.best:
                         state.best, stale = record["val"], 0
+                        summary["kept"] = epoch + 1
                         state.best_state = copy.deepcopy(model.state_dict())
                     else:
                         stale += 1
                 state.history.append(record)
+                summary["ran"] = epoch + 1
                 self.progress({"event": "epoch", **record})
                 if checkpoint:
                     self._save_checkpoint(checkpoint, model, optim, sched, si, epoch, state.history)
