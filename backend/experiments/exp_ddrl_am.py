@@ -3,7 +3,8 @@
 and augmentation.
 
     python backend/experiments/exp_ddrl_am.py --select [--data ../shared/data --out build/exp]
-chooses lambda on a validation split of AID training images (never the test images) and prints the table.
+chooses lambda on validation images (per seed, AID images in neither its training nor its test part) and
+prints the table.
 """
 
 from __future__ import annotations
@@ -145,20 +146,35 @@ def reading(study: Study) -> str:
     return text
 
 
+VAL = 10  # validation images a class for --select, from the images in neither part of the seed's split
+
+
+def select_split(data: SceneData, seed: int, s: dict) -> tuple[SceneData, SceneData, SceneData]:
+    """Seed ``seed``'s training and test images exactly as :func:`run` draws them, and ``VAL`` validation
+    images a class from the rest (drawn with 1000 + seed): in neither of the two."""
+    train, first = seeded_split(data, seed, test=s["test"], train=s["train"])
+    test = widen_test(data, seed, train, first, s["test_more"])
+    used = set(train.files) | set(test.files)
+    rest = data.subset([i for i, f in enumerate(data.files) if f not in used])
+    return train, seeded_split(rest, 1000 + seed, test=VAL, train=0)[1], test
+
+
 def select(ctx: Ctx, seeds: list[int]) -> Study:
-    """lambda on validation: training images of seeds not used for testing, split 2/3 train, 1/3 val."""
+    """lambda on validation: per seed the study's own training images, validated on ``VAL`` images a class
+    that are neither its training nor its test images (before 2026-12-03 a seed-100 split whose validation
+    images were test images of the study's seeds)."""
     t0, s = time.perf_counter(), setup(ctx)
     data = load(ctx, s["size"])
     study = Study(key="ddrl-am-select", title="DDRL-AM: lambda chosen on AID validation images",
                   setup="", baseline="+map")
     for seed in seeds:
-        train, _ = seeded_split(data, seed, test=s["test"], train=s["train"] + s["train"] // 2)
-        fit, val = seeded_split(train, seed, test=s["train"] // 2)
-        for label, r in ablation(ctx, s, fit, val, seed, [0.0, *LAMBDAS]).items():
+        train, val, _ = select_split(data, seed, s)
+        for label, r in ablation(ctx, s, train, val, seed, [0.0, *LAMBDAS]).items():
             study.add(label, seed, r.oa, train_s=round(r.seconds))
     study.setup = (
-        f"Seeds {seeds} (not the test seeds' splits), AID at {s['size']} px: {s['train']} training and "
-        f"{s['train'] // 2} validation images per class, epochs {s['e1']} + {s['e2']}; metric: validation OA."
+        f"Seeds {seeds}: each the study's own split ({s['train']} training images a class), validated on "
+        f"{VAL} images a class in neither its training nor its test part; AID at {s['size']} px, epochs "
+        f"{s['e1']} + {s['e2']}; metric: validation OA."
     )
     study.seconds = time.perf_counter() - t0
     return study
@@ -170,7 +186,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="build/experiments")
     ap.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     ap.add_argument("--select", action="store_true", required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[100])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     import torch
 

@@ -80,6 +80,21 @@ def test_widen_test_adds_images_outside_training_and_validation(tmp_path: Path) 
     assert common.widen_test(data, 0, train, first_test, 0) is first_test
 
 
+def test_ddrl_am_selection_validates_on_images_outside_the_studys_training_and_test_parts(tmp_path: Path) -> None:
+    from datasets_tiny import SHARED, link_subset
+    from exp_ddrl_am import select_split
+
+    root = link_subset(SHARED / "aid_150px", tmp_path / "aid", ["Airport", "BareLand", "Beach"], 24)
+    data = open_dataset(root, size=32)
+    s = {"train": 3, "test": 2, "test_more": 4}
+    train, val, test = select_split(data, 1, s)
+    study_train, first = common.seeded_split(data, 1, test=2, train=3)  # what the study's run() draws
+    assert train.files == study_train.files
+    assert test.files == common.widen_test(data, 1, study_train, first, 4).files
+    assert sorted(val.class_counts().tolist()) == [10, 10, 10]
+    assert not set(val.files) & (set(train.files) | set(test.files))
+
+
 def test_no_tiny_last_batch(ucm_tiny: Path) -> None:
     sizes = [len(b) for b in even_batches(torch.arange(100), 32)]
     assert sizes == [34, 33, 33] or sorted(sizes) == [33, 33, 34]
