@@ -15,6 +15,8 @@ from rs_scene.data.datasets import SceneData
 
 ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
         "pskd": "PSKD student (Lite0)"}
+# each student's SGD learning rate (exp_pskd_rowlr.py chooses them on validation images)
+LR = {"none": 0.003, "hinton": 0.003, "pskd": 0.003}
 # the ablation for the Hinton gap: PSKD with lam ~ Beta(0.01, 0.01), so that each "mixed" image is (in 95 %
 # of the draws within 1 %) one of the two real anchors: its KD term becomes KD on real images, the rest of
 # Eq. 9 unchanged
@@ -69,9 +71,11 @@ def run(ctx: Ctx) -> Study:
         path = save(teacher, ctx.out / f"pskd_teacher_{seed}.pt")
         add(study, "teacher (Lite2)", seed, teacher, s["size"])
         for kd, row in ROWS.items():
-            r = train_eval(ctx, "pskd", {**student, "kd": kd, "teacher": str(path)}, train, test, seed)
+            opts = {**student, "kd": kd, "lr": LR[kd], "teacher": str(path)}
+            r = train_eval(ctx, "pskd", opts, train, test, seed)
             add(study, row, seed, r, s["size"])
-        r = train_eval(ctx, "pskd", {**student, "teacher": str(path), "mixup_alpha": 0.01}, train, test, seed)
+        unmixed = {**student, "lr": LR["pskd"], "teacher": str(path), "mixup_alpha": 0.01}
+        r = train_eval(ctx, "pskd", unmixed, train, test, seed)
         add(study, UNMIXED, seed, r, s["size"])
     study.goal("PSKD student > student alone", ROWS["pskd"], ROWS["none"], strict=True)
     study.goal("PSKD student >= Hinton KD student", ROWS["pskd"], ROWS["hinton"], strict=False)
