@@ -9,11 +9,25 @@ SGD schedule, augmentation, epochs, split and image size.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from common import Ctx, Study, load, n_params, save, seeded_split, tiles_per_second, train_eval, widen_test
+from common import (
+    Ctx,
+    Run,
+    Study,
+    load,
+    n_params,
+    save,
+    seeded_split,
+    tiles_per_second,
+    train_eval,
+    widen_test,
+)
 
 from rs_scene.data.datasets import SceneData
 
+STUDENT = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
+TEACHER = {"backbone": "efficientnet_lite2", "init": "imagenet", "batch_size": 32}
 ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
         "pskd": "PSKD student (Lite0)"}
 # each student's SGD learning rate, chosen on validation images (exp_pskd_rowlr.py, 2 seeds, 2026-12-03: the
@@ -44,9 +58,8 @@ def run(ctx: Ctx) -> Study:
     data = load(ctx, "aid_150px", size=s["size"])
     budget = {"epochs": s["epochs"]} if s["epochs"] else {}
     n_test = s["test"] + s["test_more"]
-    student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, **budget}
-    teacher_opts = {"backbone": "efficientnet_lite2", "init": "imagenet", "batch_size": 32,
-                    **({"epochs": s["teacher_epochs"]} if s["teacher_epochs"] else {})}
+    student = {**STUDENT, **budget}
+    teacher_budget = {"epochs": s["teacher_epochs"]} if s["teacher_epochs"] else {}
     study = Study(
         "pskd",
         "Pair-wise similarity KD (AID): student alone vs Hinton KD vs PSKD",
@@ -71,8 +84,8 @@ def run(ctx: Ctx) -> Study:
     )
     for seed in ctx.seeds:
         train, _, test = splits(data, seed, s)
-        teacher = train_eval(ctx, "pretrain", teacher_opts, train, test, seed)
-        path = save(teacher, ctx.out / f"pskd_teacher_{seed}.pt")
+        teacher, path = train_teacher(ctx, train, test, seed, ctx.out / f"pskd_teacher_{seed}.pt",
+                                      teacher_budget)
         add(study, "teacher (Lite2)", seed, teacher, s["size"])
         for kd, row in ROWS.items():
             opts = {**student, "kd": kd, "lr": LR[kd], "teacher": str(path)}
@@ -86,6 +99,14 @@ def run(ctx: Ctx) -> Study:
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
+
+
+def train_teacher(ctx: Ctx, train: SceneData, test: SceneData, seed: int, path: Path,
+                  extra: dict | None = None) -> tuple[Run, Path]:
+    """The seed's Lite2 teacher (`pretrain`'s defaults from ImageNet, ``extra`` options on top), evaluated on
+    ``test`` and saved at ``path`` as a model file the students load."""
+    run = train_eval(ctx, "pretrain", {**TEACHER, **(extra or {})}, train, test, seed)
+    return run, save(run, path)
 
 
 def splits(data: SceneData, seed: int, s: dict) -> tuple[SceneData, SceneData, SceneData]:

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, save, train_eval
-from exp_pskd import settings, splits
+from common import Ctx, Study, load, train_eval
+from exp_pskd import STUDENT, settings, splits, train_teacher
 
 ALPHAS = (0.2, 0.4, 1.0)
 ANCHORS_CE = "mixup a 0.2, CE on the anchors only"
@@ -31,16 +31,14 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
+    student = STUDENT
     study = Study("pskd-mix", "PSKD: mixup coefficient on validation splits (the study's setting)",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
                   "part; a selection, not a result.", baseline=f"mixup a {ALPHAS[-1]:g}")
     for seed in ctx.seeds:
         train, val, _ = splits(data, seed, s)
-        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2", "init": "imagenet",
-                                               "batch_size": 32}, train, val, seed)
-        path = save(teacher, ctx.out / f"pskd_mix_teacher_{seed}.pt")
+        teacher, path = train_teacher(ctx, train, val, seed, ctx.out / f"pskd_mix_teacher_{seed}.pt")
         study.add("teacher (Lite2)", seed, teacher.oa)
         for kd in ("none", "hinton"):
             r = train_eval(ctx, "pskd", {**student, "kd": kd, "teacher": str(path)}, train, val, seed)

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, save, train_eval
-from exp_pskd import settings, splits
+from common import Ctx, Study, load, train_eval
+from exp_pskd import STUDENT, settings, splits, train_teacher
 
 LRS = (0.003, 0.01, 0.03)
 KDS = ("none", "hinton", "pskd")
@@ -39,16 +39,14 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    student = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
+    student = STUDENT
     study = Study("pskd-rowlr", "PSKD study: each student's learning rate on validation images",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
                   "part; the study's Lite2 teacher; a selection, not a result.", baseline=row("none", LRS[0]))
     for seed in ctx.seeds:
         train, val, _ = splits(data, seed, s)
-        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2", "init": "imagenet",
-                                               "batch_size": 32}, train, val, seed)
-        path = save(teacher, ctx.out / f"pskd_rowlr_teacher_{seed}.pt")
+        teacher, path = train_teacher(ctx, train, val, seed, ctx.out / f"pskd_rowlr_teacher_{seed}.pt")
         study.add("teacher (Lite2)", seed, teacher.oa)
         for kd in KDS:
             for lr in LRS:
