@@ -71,6 +71,10 @@ def test_trains_from_polygons_and_the_model_appears_in_classify(dialog, qtbot, s
     assert "balanced accuracy" in figures and "held-out" in dialog.report.matrix_title.text()
     assert "Trained fine-tune: 2 epochs" in figures and "raised" not in figures, figures  # epochs given: kept
     assert dialog.report.warnings.text().startswith(("Warnings:", "No warnings"))
+    shots = Path(__file__).resolve().parents[1] / "output" / "train_dialog"  # look at it
+    shots.mkdir(parents=True, exist_ok=True)
+    dialog.resize(1366 - 40, 768 - 80)
+    assert dialog.grab().save(str(shots / "report.png"))
     card = task.result["card"]
     assert card["value_scale"] == 1000.0 and card["training"]["input"]["input_scale"] == 1000.0
     assert card["bands"] == S2_BANDS.split(",") and not dialog.input_warning.text()
