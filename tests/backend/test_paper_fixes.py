@@ -104,6 +104,22 @@ def test_pskd_mixup_term_mixes_the_chosen_images(ucm: SceneData, teacher: Path, 
     assert float(loss) == pytest.approx(float(want), rel=1e-5)
 
 
+@pytest.mark.parametrize("batchnorm", ["frozen", "train"])
+def test_pskd_batchnorm_option_keeps_or_reestimates_the_students_statistics(ucm: SceneData, teacher: Path,
+                                                                           batchnorm: str) -> None:
+    """``batchnorm frozen``: the student's BatchNorm layers stay in eval mode while it trains, so the
+    ImageNet running statistics are what it ends with (the mixed images of Eq. 6 do not enter them); ``train``
+    re-estimates them. The teacher is in eval mode either way."""
+    method, card = pskd(ucm, teacher, batchnorm=batchnorm, epochs=1, batch_size=8)
+    start = imagenet_state_dict()["_blocks.3._bn1.running_var"]
+    model = Trainer(method, card, TrainSettings(device="cpu")).fit(ucm)
+    bn = model.student.backbone._blocks[3]._bn1
+    assert torch.equal(bn.running_var, start) == (batchnorm == "frozen")
+    method.train_mode(model)
+    assert bn.training == (batchnorm == "train") and not model.teacher.teacher.training
+    assert model.student.dropout.training  # only BatchNorm is held in eval mode
+
+
 def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:
     method, _ = pskd(ucm, teacher)
     batches = list(method.batch_indices(method.stages()[0], ucm, 10, torch.Generator().manual_seed(0)))

@@ -43,7 +43,7 @@ from ..losses import MixupKDLoss, PairwiseKDLoss
 from ..losses.distill import kd_kl
 from ..models import SceneClassifier
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, even_batches, lifted_epochs, opt
+from .base import Method, MethodConfig, Stage, even_batches, freeze_batchnorm, lifted_epochs, opt
 from .pretrain import load_init_backbone
 from .registry import build_inference_model, register_method
 
@@ -67,6 +67,11 @@ class PSKDConfig(MethodConfig):
     ce_images: str = opt("all", "the cross-entropy term over every image of the batch (all: anchors and "
                          "their partners, as the baselines) or the anchors only (CS-KD's code)",
                          choices=["all", "anchors"])
+    batchnorm: str = opt("train", "the student's BatchNorm statistics: re-estimated from the training "
+                         "batches (train: PyTorch's and the paper's train mode; the mixed images of Eq. 6 "
+                         "enter them too) or kept as the pretrained weights have them (frozen; scale and "
+                         "shift still train); auto = frozen from pretrained weights, train from scratch",
+                         choices=["auto", "frozen", "train"])
     lr: float = opt(0.003, "SGD learning rate (the paper's 0.1 is for 200 epochs; 0.003 chosen on validation "
                     "images with the other defaults and a teacher trained with pretrain's: "
                     "backend/experiments/exp_pskd_lr.py; 0.01 before pretrain kept BatchNorm statistics)")
@@ -183,6 +188,16 @@ class PSKDMethod(Method):
                 others = pool[pool != a] if len(pool) > 1 else pool
                 partners.append(int(others[int(torch.randint(len(others), (1,), generator=generator))]))
             yield torch.cat([anchors, torch.tensor(partners, dtype=torch.long)])
+
+    def frozen_batchnorm(self) -> bool:
+        c = self.config
+        return c.batchnorm == "frozen" or (c.batchnorm == "auto" and c.init != "scratch")
+
+    def train_mode(self, model: nn.Module) -> None:
+        model.train()
+        model.teacher.eval()
+        if self.frozen_batchnorm():
+            freeze_batchnorm(model.student)
 
     def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
         params = [p for p in model.student.parameters() if p.requires_grad]
