@@ -1,6 +1,9 @@
 """PSKD's learning rate for the defaults setting (UC Merced, 3 training images a class, 64 px), chosen on a
 validation split: seed 0's images in neither its training nor its test part (as exp_bwms_init.py). The
 teacher is the defaults study's (`pretrain` defaults with EfficientNet-Lite2) trained on the same images.
+The student's BatchNorm statistics re-estimated (``batchnorm train``, rows ``lr X``) at LRS, and kept as
+ImageNet's (``frozen``, rows ``lr X, batchnorm frozen``) at FROZEN_LRS (exp_pskd_bn.py: without batch
+statistics SGD diverges at 0.01 and above).
 
     python backend/experiments/exp_pskd_lr.py --out build/pskd-lr [--threads 1]
 """
@@ -15,6 +18,7 @@ from common import Ctx, Study, choose_lr, load, save, train_eval
 from exp_bwms_init import SIZE, VAL_SEED, validation_split
 
 LRS = (0.003, 0.01, 0.03, 0.1)
+FROZEN_LRS = (0.0001, 0.0003, 0.001, 0.003)
 
 
 def run(ctx: Ctx) -> Study:
@@ -28,8 +32,13 @@ def run(ctx: Ctx) -> Study:
                   "defaults but lr; "
                   f"teacher: pretrain defaults with EfficientNet-Lite2 (validation OA {teacher.oa:.3f}); one "
                   "split (a selection, not a result).", baseline=f"lr {LRS[2]:g}")
-    best = choose_lr(ctx, study, "pskd", {"teacher": str(path)}, LRS, train, val, VAL_SEED)
-    study.reading = f"Chosen on validation: lr {best:g} (of equal scores, the larger)."
+    choose_lr(ctx, study, "pskd", {"teacher": str(path), "batchnorm": "train"}, LRS, train, val, VAL_SEED)
+    for lr in FROZEN_LRS:
+        r = train_eval(ctx, "pskd", {"teacher": str(path), "batchnorm": "frozen", "lr": lr}, train, val,
+                       VAL_SEED)
+        study.add(f"lr {lr:g}, batchnorm frozen", VAL_SEED, r.oa, train_s=round(r.seconds))
+    best = max(study.values, key=lambda row: (row.startswith("lr "), study.summary(row).mean))
+    study.reading = f"Chosen on validation: {best} (batchnorm train where not said)."
     study.seconds = time.perf_counter() - t0
     return study
 
