@@ -174,6 +174,10 @@ def select(ctx: Ctx, seeds: list[int]) -> Study:
                   setup="", baseline="+map")
     for seed in seeds:
         train, val, _ = select_split(data, seed, s)
+        if len(val) == 0:
+            raise SystemExit(f"--select: no validation image is left outside seed {seed}'s training and "
+                             f"test parts at the {ctx.profile.name} profile's sizes; run it with the quick "
+                             "profile")
         for label, r in ablation(ctx, s, train, val, seed, [0.0, *LAMBDAS]).items():
             study.add(label, seed, r.oa, train_s=round(r.seconds))
     study.setup = (
