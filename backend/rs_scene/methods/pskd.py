@@ -68,7 +68,8 @@ class PSKDConfig(MethodConfig):
     gamma: float = opt(0.8, "weight of the cross-entropy (the paper's 0.8)")
     temperature: float = opt(4.0, "distillation temperature T")
     mixup_alpha: float = opt(1.0, "a of the Beta(a, a) mixing coefficient (the paper does not state it; 1 "
-                             "of 0.2 / 0.4 / 1 on validation images: backend/experiments/exp_pskd_mix.py)")
+                             "of 0.2 / 0.4 / 1 on validation images: backend/experiments/exp_pskd_mix.py; "
+                             "with batchnorm frozen 0.4 scored higher: exp_pskd_bnmix.py)")
     mix_images: str = opt("anchors", "the images mixed for the mixup term (Eq. 6-8): the batch's anchors, "
                           "each with another anchor of a different label, or all (anchors and partners)",
                           choices=["anchors", "all"])
