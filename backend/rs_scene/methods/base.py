@@ -73,6 +73,13 @@ class Stage:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def keeps_batchnorm(batchnorm: str, init: str) -> bool:
+    """A ``batchnorm`` option's rule: ``frozen`` keeps the pretrained BatchNorm statistics, ``train``
+    re-estimates them, ``auto`` keeps them unless ``init`` is scratch (whose statistics are a random
+    init's)."""
+    return batchnorm == "frozen" or (batchnorm == "auto" and init != "scratch")
+
+
 def freeze_batchnorm(module: nn.Module) -> None:
     """Every BatchNorm layer of ``module`` in eval mode: its running statistics are used and kept; its scale
     and shift still train."""

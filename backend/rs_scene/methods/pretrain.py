@@ -38,7 +38,16 @@ from ..engine.evaluate import preprocess
 from ..errors import RSSceneError
 from ..models import SceneClassifier, create_backbone
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, even_batches, freeze_batchnorm, lifted_epochs, opt
+from .base import (
+    Method,
+    MethodConfig,
+    Stage,
+    even_batches,
+    freeze_batchnorm,
+    keeps_batchnorm,
+    lifted_epochs,
+    opt,
+)
 from .registry import build_inference_model, register_method
 
 
@@ -142,8 +151,7 @@ class PretrainMethod(Method):
         """Fine-tuning keeps the pretrained BatchNorm statistics (``batchnorm`` frozen; auto: unless from
         scratch, whose statistics are those of a random init)."""
         c = self.config
-        auto = c.batchnorm == "auto" and c.init != "scratch"
-        return c.mode == "fine-tune" and (c.batchnorm == "frozen" or auto)
+        return c.mode == "fine-tune" and keeps_batchnorm(c.batchnorm, c.init)
 
     def train_mode(self, model: nn.Module) -> None:
         model.train()

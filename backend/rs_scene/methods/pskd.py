@@ -51,7 +51,16 @@ from ..losses import MixupKDLoss, PairwiseKDLoss
 from ..losses.distill import kd_kl
 from ..models import SceneClassifier
 from ..zoo import resolve_model
-from .base import Method, MethodConfig, Stage, even_batches, freeze_batchnorm, lifted_epochs, opt
+from .base import (
+    Method,
+    MethodConfig,
+    Stage,
+    even_batches,
+    freeze_batchnorm,
+    keeps_batchnorm,
+    lifted_epochs,
+    opt,
+)
 from .pretrain import load_init_backbone
 from .registry import build_inference_model, register_method
 
@@ -200,14 +209,10 @@ class PSKDMethod(Method):
                 partners.append(int(others[int(torch.randint(len(others), (1,), generator=generator))]))
             yield torch.cat([anchors, torch.tensor(partners, dtype=torch.long)])
 
-    def frozen_batchnorm(self) -> bool:
-        c = self.config
-        return c.batchnorm == "frozen" or (c.batchnorm == "auto" and c.init != "scratch")
-
     def train_mode(self, model: nn.Module) -> None:
         model.train()
         model.teacher.eval()
-        if self.frozen_batchnorm():
+        if keeps_batchnorm(self.config.batchnorm, self.config.init):
             freeze_batchnorm(model.student)
 
     def configure_optimizer(self, model: nn.Module, stage: Stage, steps_per_epoch: int):
