@@ -33,14 +33,15 @@ ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
 # each student's SGD learning rate and BatchNorm statistics, chosen on validation images (exp_pskd_bn.py, 2
 # seeds, 2026-12-03: with the ImageNet statistics kept, alone 0.0003 / 0.001 / 0.003 = 0.381 / 0.498 / 0.469,
 # Hinton KD 0.0001 / 0.0003 / 0.001 = 0.421 / 0.529 / 0.496, PSKD 0.342 / 0.469 / 0.427; re-estimated at
-# exp_pskd_rowlr.py's rates, alone 0.01 0.477, Hinton KD 0.003 0.448, PSKD 0.003 0.323). Before, every
-# student re-estimated them (alone 0.01, Hinton KD and PSKD 0.003)
-LR = {"none": 0.001, "hinton": 0.0003, "pskd": 0.0003}
-BN = {"none": "frozen", "hinton": "frozen", "pskd": "frozen"}
-# PSKD's mixup coefficient with the statistics kept, chosen on the same validation images (exp_pskd_bnmix.py,
-# 2 seeds: a 0.2 / 0.4 / 1 = 0.498 / 0.502 / 0.469); the option's default, 1, was chosen with them
-# re-estimated (exp_pskd_mix.py)
-MIXUP_A = 0.4
+# exp_pskd_rowlr.py's rates, alone 0.01 0.477, Hinton KD 0.003 0.448, PSKD 0.003 0.323; before, every
+# student re-estimated them: alone 0.01, Hinton KD and PSKD 0.003), and PSKD's mixup coefficient with the
+# statistics kept, on the same validation images (exp_pskd_bnmix.py, 2 seeds: a 0.2 / 0.4 / 1 = 0.498 /
+# 0.502 / 0.469; the option's default, 1, was chosen with them re-estimated: exp_pskd_mix.py)
+CELL = {
+    "none": {"lr": 0.001, "batchnorm": "frozen"},
+    "hinton": {"lr": 0.0003, "batchnorm": "frozen"},
+    "pskd": {"lr": 0.0003, "batchnorm": "frozen", "mixup_alpha": 0.4},
+}
 # the ablation for the Hinton gap: PSKD with lam ~ Beta(0.01, 0.01), so that each "mixed" image is (in 95 %
 # of the draws within 1 %) one of the two real anchors: its KD term becomes KD on real images, the rest of
 # Eq. 9 unchanged
@@ -67,6 +68,7 @@ def run(ctx: Ctx) -> Study:
     n_test = s["test"] + s["test_more"]
     student = {**STUDENT, **budget}
     teacher_budget = {"epochs": s["teacher_epochs"]} if s["teacher_epochs"] else {}
+    a = CELL["pskd"]["mixup_alpha"]
     study = Study(
         "pskd",
         "Pair-wise similarity KD (AID): student alone vs Hinton KD vs PSKD",
@@ -77,12 +79,13 @@ def run(ctx: Ctx) -> Study:
         f"{budget_text(s['teacher_epochs'])}). Students: EfficientNet-Lite0 from ImageNet, "
         f"{budget_text(s['epochs'])} of pair batches (16 anchors + 16 same-class partners), SGD at each "
         f"student's lr and BatchNorm statistics chosen on validation images (`exp_pskd_bn.py`: alone "
-        f"{LR['none']:g}, Hinton KD {LR['hinton']:g}, PSKD {LR['pskd']:g}, each with the ImageNet "
+        f"{CELL['none']['lr']:g}, Hinton KD {CELL['hinton']['lr']:g}, PSKD {CELL['pskd']['lr']:g}, each "
+        "with the ImageNet "
         "statistics kept, `batchnorm frozen`), momentum 0.9, x0.1 at 30/60/80 %, crop/flip/rotation "
         "augmentation, otherwise identical "
         "for the three; alone = CE on all 32 images, Hinton KD = 0.8 CE + 1.0 T^2 KL(teacher || student), "
         "PSKD = alpha 0.1 pair KD + beta 1 mixup KD + gamma 0.8 CE over all 32 images, T 4 (the paper's "
-        f"values; not tuned here), mixup Beta({MIXUP_A:g}, {MIXUP_A:g}) (not in the paper; chosen on "
+        f"values; not tuned here), mixup Beta({a:g}, {a:g}) (not in the paper; chosen on "
         "validation images with the statistics kept: `exp_pskd_bnmix.py`; the option's default 1 was "
         "chosen with them re-estimated: "
         "`exp_pskd_mix.py`). "
@@ -98,13 +101,10 @@ def run(ctx: Ctx) -> Study:
                                       teacher_budget)
         add(study, "teacher (Lite2)", seed, teacher, s["size"])
         for kd, row in ROWS.items():
-            opts = {**student, "kd": kd, "lr": LR[kd], "batchnorm": BN[kd], "teacher": str(path)}
-            if kd == "pskd":
-                opts["mixup_alpha"] = MIXUP_A
+            opts = {**student, "kd": kd, **CELL[kd], "teacher": str(path)}
             r = train_eval(ctx, "pskd", opts, train, test, seed)
             add(study, row, seed, r, s["size"])
-        unmixed = {**student, "lr": LR["pskd"], "batchnorm": BN["pskd"], "teacher": str(path),
-                   "mixup_alpha": 0.01}
+        unmixed = {**student, **CELL["pskd"], "teacher": str(path), "mixup_alpha": 0.01}
         r = train_eval(ctx, "pskd", unmixed, train, test, seed)
         add(study, UNMIXED, seed, r, s["size"])
     study.goal("PSKD student > student alone", ROWS["pskd"], ROWS["none"], strict=True)

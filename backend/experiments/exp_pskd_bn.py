@@ -1,11 +1,11 @@
 """The PSKD study's students with the pretrained BatchNorm statistics kept (``batchnorm frozen``, pretrain's
 rule since 2026-12-02) against re-estimated (``train``, what every student ran with), chosen on validation
-images. Each student at its GRID: with frozen statistics lr 0.0003 / 0.001, and 0.0001 for the two KD
-students (a second run chose 0.0003 for both, the bottom of its grid) (a first run of this script had
-lr 0.003 frozen below 0.001 frozen for every student, 2 seeds: alone 0.469 / 0.498, Hinton KD 0.347 / 0.496,
-PSKD 0.033 / 0.428, and a smoke run every student at chance at 0.01 and 0.03: without batch statistics SGD
-at those rates diverges); with re-estimated ones the exp_pskd_rowlr.py rate and, for the two KD students
-whose chosen 0.003 was the bottom of that grid, 0.001 too; all in one run on the same splits. Setting:
+images, all cells in one run on the same splits (GRID). With the statistics kept: lr 0.0003 and 0.001, and
+0.0001 for the two KD students (a run without it chose 0.0003 for both, the bottom of that grid); a first run
+had lr 0.003 below 0.001 for every student (2 seeds: alone 0.469 / 0.498, Hinton KD 0.347 / 0.496, PSKD
+0.033 / 0.428), and a smoke run had every student at chance at 0.01 and 0.03 (without batch statistics SGD
+diverges there). Re-estimated: each student's exp_pskd_rowlr.py rate and, for the two KD students, whose
+chosen 0.003 was the bottom of that grid, 0.001 too. Setting:
 the PSKD study's (AID, 48 px, 6 training images a class, the seed's Lite2 teacher, 8 validation images a
 class in neither the seed's training nor its test part: exp_pskd.splits).
 
@@ -37,15 +37,11 @@ def row(kd: str, lr: float, bn: str) -> str:
     return f"kd {kd}, lr {lr:g}, batchnorm {bn}"
 
 
-def grid(kd: str) -> list[tuple[float, str]]:
-    return GRID[kd]
-
-
 def chosen(study: Study) -> dict[str, tuple[float, str]]:
     """For each student, the (lr, batchnorm) with the best mean validation OA (of equal scores, the first)."""
     out = {}
     for kd in KDS:
-        cells = [c for c in grid(kd) if row(kd, *c) in study.values]
+        cells = [c for c in GRID[kd] if row(kd, *c) in study.values]
         if cells:
             out[kd] = max(cells, key=lambda c: study.summary(row(kd, *c)).mean)
     return out
@@ -70,7 +66,7 @@ def run(ctx: Ctx) -> Study:
         teacher, path = train_teacher(ctx, train, val, seed, ctx.out / f"pskd_bn_teacher_{seed}.pt")
         study.add("teacher (Lite2)", seed, teacher.oa)
         for kd in KDS:
-            for lr, bn in grid(kd):
+            for lr, bn in GRID[kd]:
                 opts = {**STUDENT, "kd": kd, "lr": lr, "batchnorm": bn, "teacher": str(path)}
                 r = train_eval(ctx, "pskd", opts, train, val, seed)
                 study.add(row(kd, lr, bn), seed, r.oa, train_s=round(r.seconds))

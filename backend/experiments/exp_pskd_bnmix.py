@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import BN, LR, STUDENT, settings, splits, train_teacher
+from exp_pskd import CELL, STUDENT, settings, splits, train_teacher
 
 ALPHAS = (0.2, 0.4, 1.0)
 
@@ -31,11 +31,12 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    cell = {**STUDENT, "lr": LR["pskd"], "batchnorm": BN["pskd"]}
+    cell = {**STUDENT, **CELL["pskd"]}
     study = Study("pskd-bnmix", "PSKD: mixup coefficient on validation images, ImageNet statistics kept",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
-                  f"part; PSKD at lr {LR['pskd']:g}, batchnorm {BN['pskd']}; a selection, not a result.",
+                  f"part; PSKD at lr {cell['lr']:g}, batchnorm {cell['batchnorm']}; a selection, not a "
+                  "result.",
                   baseline=row(1.0))
     for seed in ctx.seeds:
         train, val, _ = splits(data, seed, s)

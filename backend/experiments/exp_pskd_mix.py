@@ -31,7 +31,6 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    student = STUDENT
     study = Study("pskd-mix", "PSKD: mixup coefficient on validation splits (the study's setting)",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
@@ -41,15 +40,15 @@ def run(ctx: Ctx) -> Study:
         teacher, path = train_teacher(ctx, train, val, seed, ctx.out / f"pskd_mix_teacher_{seed}.pt")
         study.add("teacher (Lite2)", seed, teacher.oa)
         for kd in ("none", "hinton"):
-            r = train_eval(ctx, "pskd", {**student, "kd": kd, "teacher": str(path)}, train, val, seed)
+            r = train_eval(ctx, "pskd", {**STUDENT, "kd": kd, "teacher": str(path)}, train, val, seed)
             study.add(f"student, kd {kd}", seed, r.oa, train_s=round(r.seconds))
         for a in ALPHAS:
-            r = train_eval(ctx, "pskd", {**student, "mixup_alpha": a, "teacher": str(path)}, train, val, seed)
+            r = train_eval(ctx, "pskd", {**STUDENT, "mixup_alpha": a, "teacher": str(path)}, train, val, seed)
             study.add(f"mixup a {a:g}", seed, r.oa, train_s=round(r.seconds))
-        every = {**student, "mixup_alpha": 0.2, "mix_images": "all", "teacher": str(path)}
+        every = {**STUDENT, "mixup_alpha": 0.2, "mix_images": "all", "teacher": str(path)}
         r = train_eval(ctx, "pskd", every, train, val, seed)
         study.add(EVERY, seed, r.oa, train_s=round(r.seconds))
-        before = {**student, "mixup_alpha": 0.2, "ce_images": "anchors", "teacher": str(path)}
+        before = {**STUDENT, "mixup_alpha": 0.2, "ce_images": "anchors", "teacher": str(path)}
         r = train_eval(ctx, "pskd", before, train, val, seed)
         study.add(ANCHORS_CE, seed, r.oa, train_s=round(r.seconds))
     study.reading = reading(study)

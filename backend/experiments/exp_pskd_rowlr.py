@@ -39,7 +39,6 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    student = STUDENT
     study = Study("pskd-rowlr", "PSKD study: each student's learning rate on validation images",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
@@ -50,7 +49,7 @@ def run(ctx: Ctx) -> Study:
         study.add("teacher (Lite2)", seed, teacher.oa)
         for kd in KDS:
             for lr in LRS:
-                r = train_eval(ctx, "pskd", {**student, "kd": kd, "lr": lr, "teacher": str(path)}, train, val,
+                r = train_eval(ctx, "pskd", {**STUDENT, "kd": kd, "lr": lr, "teacher": str(path)}, train, val,
                                seed)
                 study.add(row(kd, lr), seed, r.oa, train_s=round(r.seconds))
     study.reading = reading(study)
