@@ -244,3 +244,26 @@ def test_a_standalone_study_script_runs_with_jobs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     (table,) = json.loads((out / "results.json").read_text())["tables"]
     assert table["key"] == "toy" and sorted(table["rows"]["b"]["per_seed"]) == ["2", "3"]
+
+
+def test_defaults_study_tests_on_no_image_a_selection_was_validated_on() -> None:
+    from datasets_tiny import SHARED
+    from exp_ddrl_am import select_split, setup
+    from exp_defaults import unselected
+    from exp_pretrain_bn import aid_validation
+    from exp_pskd import settings, splits
+
+    # AID's file list in load_folder's order, without decoding its 6,000 JPEGs (only names and labels count)
+    dirs = sorted(p for p in (SHARED / "aid_150px").iterdir() if p.is_dir())
+    files = [(k, f"{d.name}/{f.name}") for k, d in enumerate(dirs) for f in sorted(d.iterdir())
+             if f.suffix.lower() == ".jpg"]
+    data = common.SceneData(torch.zeros(len(files), 1, 1, 1), torch.tensor([k for k, _ in files]),
+                            [d.name for d in dirs], ["red"], [f for _, f in files], 255.0, 1.0)
+    quick = common.Ctx(Path("."), Path("."), common.PROFILES["quick"])
+    validated = (set(select_split(data, 2, setup(quick))[1].files) | set(splits(data, 3, settings(quick))[1].files)
+                 | set(aid_validation(data, 0)[1].files))
+    assert len(validated) > 500
+    pool = unselected(data)
+    assert not set(pool.files) & validated
+    train, test = common.seeded_split(pool, 2, test=100, train=3)
+    assert set(test.class_counts().tolist()) == {100} and set(train.class_counts().tolist()) == {3}
