@@ -26,7 +26,9 @@ from common import (
 
 from rs_scene.data.datasets import SceneData
 
-STUDENT = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32}
+# the paper's random classifier: each student's lr and statistics (CELL) were chosen with it (pskd's default
+# head_init since 2026-12-04 is a linear probe, chosen on the defaults setting: exp_pskd_defaults.py)
+STUDENT = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, "head_init": "random"}
 TEACHER = {"backbone": "efficientnet_lite2", "init": "imagenet", "batch_size": 32}
 ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
         "pskd": "PSKD student (Lite0)"}

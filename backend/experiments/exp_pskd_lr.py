@@ -32,10 +32,12 @@ def run(ctx: Ctx) -> Study:
                   "defaults but lr; "
                   f"teacher: pretrain defaults with EfficientNet-Lite2 (validation OA {teacher.oa:.3f}); one "
                   "split (a selection, not a result).", baseline=f"lr {LRS[2]:g}")
-    choose_lr(ctx, study, "pskd", {"teacher": str(path), "batchnorm": "train"}, LRS, train, val, VAL_SEED)
+    head = {"head_init": "random"}  # the pskd default when this ran (a linear probe since 2026-12-04)
+    choose_lr(ctx, study, "pskd", {"teacher": str(path), "batchnorm": "train", **head}, LRS, train, val,
+              VAL_SEED)
     for lr in FROZEN_LRS:
-        r = train_eval(ctx, "pskd", {"teacher": str(path), "batchnorm": "frozen", "lr": lr}, train, val,
-                       VAL_SEED)
+        opts = {"teacher": str(path), "batchnorm": "frozen", "lr": lr, **head}
+        r = train_eval(ctx, "pskd", opts, train, val, VAL_SEED)
         study.add(f"lr {lr:g}, batchnorm frozen", VAL_SEED, r.oa, train_s=round(r.seconds))
     best = max(study.values, key=lambda row: study.summary(row).mean)
     study.reading = f"Chosen on validation: {best} (batchnorm train where not said)."

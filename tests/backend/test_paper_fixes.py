@@ -120,6 +120,28 @@ def test_pskd_batchnorm_option_keeps_or_reestimates_the_students_statistics(ucm:
     assert model.student.dropout.training  # only BatchNorm is held in eval mode
 
 
+@pytest.mark.parametrize("head_init", ["probe", "random"])
+def test_pskd_head_init_starts_the_student_from_a_linear_probe(ucm_tiny: Path, teacher: Path,
+                                                              head_init: str) -> None:
+    """``head_init probe`` (LP-FT, as pretrain's): before distillation the student's classifier is fitted as a
+    linear probe on its frozen features of the training images, so it already separates them; ``random``
+    leaves the random classifier as built (the paper)."""
+    from rs_scene.methods.pretrain import frozen_features
+
+    ucm = open_dataset(ucm_tiny, size=64)  # at 32 px Lite0 pools a 1 x 1 map, nearly all 0
+    method, card = pskd(ucm, teacher, head_init=head_init, batch_size=6)
+    net = method.build_model()
+    before = net.student.head.weight.detach().clone()
+    torch.manual_seed(0)
+    method.on_stage_start(net, method.stages()[0], ucm)
+    features = frozen_features(net.student, ucm, lambda x, train=False: preprocess(x, card))
+    fit = float((net.student.head(features).argmax(1) == ucm.y).float().mean())
+    assert torch.equal(net.student.head.weight, before) == (head_init == "random")
+    assert fit >= 0.9 if head_init == "probe" else fit < 0.75
+    auto = pskd(ucm, teacher, head_init="auto")[0], pskd(ucm, teacher, head_init="auto", init="scratch")[0]
+    assert [m.head_from_probe() for m in auto] == [True, False]
+
+
 def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:
     method, _ = pskd(ucm, teacher)
     batches = list(method.batch_indices(method.stages()[0], ucm, 10, torch.Generator().manual_seed(0)))
