@@ -80,6 +80,13 @@ def keeps_batchnorm(batchnorm: str, init: str) -> bool:
     return batchnorm == "frozen" or (batchnorm == "auto" and init != "scratch")
 
 
+def starts_from_probe(head_init: str, init: str) -> bool:
+    """A ``head_init`` option's rule (LP-FT): ``probe`` starts the classifier from a linear probe fitted on
+    the frozen features first, ``random`` from random weights, ``auto`` from the probe unless ``init`` is
+    scratch (whose features are a random init's)."""
+    return head_init == "probe" or (head_init == "auto" and init != "scratch")
+
+
 def freeze_batchnorm(module: nn.Module) -> None:
     """Every BatchNorm layer of ``module`` in eval mode: its running statistics are used and kept; its scale
     and shift still train."""

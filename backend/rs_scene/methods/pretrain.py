@@ -47,6 +47,7 @@ from .base import (
     keeps_batchnorm,
     lifted_epochs,
     opt,
+    starts_from_probe,
 )
 from .registry import build_inference_model, register_method
 
@@ -163,8 +164,7 @@ class PretrainMethod(Method):
     def head_from_probe(self) -> bool:
         """LP-FT: fine-tuning starts from a linear probe (``head_init`` probe; auto: unless from scratch)."""
         c = self.config
-        auto = c.head_init == "auto" and c.init != "scratch"
-        return c.mode == "fine-tune" and (c.head_init == "probe" or auto)
+        return c.mode == "fine-tune" and starts_from_probe(c.head_init, c.init)
 
     def prepare_eval(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
         """The evaluation preprocessing of the model card (``prepare_data`` stores it)."""

@@ -63,6 +63,7 @@ from .base import (
     keeps_batchnorm,
     lifted_epochs,
     opt,
+    starts_from_probe,
 )
 from .pretrain import frozen_features, load_init_backbone, probe_head
 from .registry import build_inference_model, register_method
@@ -219,8 +220,7 @@ class PSKDMethod(Method):
     def head_from_probe(self) -> bool:
         """LP-FT: the student's classifier starts as a linear probe (``head_init`` probe; auto: unless from
         scratch)."""
-        c = self.config
-        return c.head_init == "probe" or (c.head_init == "auto" and c.init != "scratch")
+        return starts_from_probe(self.config.head_init, self.config.init)
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
         if self.head_from_probe() and not stage.info.get("resumed"):
