@@ -22,3 +22,10 @@ bench: setup bench-rasters
 	$(VENV)/bin/rs-scene bench $(BENCH_RASTER) --model sentinel2-eurosat --bands $(S2_BANDS) --input-scale 1000 \
 	  --device $(BENCH_DEVICE) --repeats $(BENCH_REPEATS) --flat $(BENCH_FLAT) \
 	  --json bench-results.json --markdown bench-results.md $(BENCH_ARGS)
+
+# `make bench-train`: training-step and forward time of the methods' backbones, NCHW vs channels-last input
+# (what the trainer feeds), 1 thread as in `make experiments`; results in bench-data/train/.
+BENCH_TRAIN_ARGS ?=
+.PHONY: bench-train
+bench-train: setup
+	$(PY) backend/scripts/bench_train.py --out $(BENCH_DIR)/train $(BENCH_TRAIN_ARGS)

@@ -62,7 +62,7 @@ def load_tensors(spec: dict[str, Any]) -> tuple[Any, torch.nn.Module, Any, list[
                           size=read_size(plan, card, p.fast_read)):
         if b.data is not None and have < n:
             x = torch.from_numpy(b.data[: n - have])
-            batches.append(preprocess(x.to(device), card))
+            batches.append(preprocess(x.to(device), card).contiguous())  # NCHW, as classify feeds it
             have += len(x)
     return card, model, path, batches, device
 

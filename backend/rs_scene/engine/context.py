@@ -159,7 +159,7 @@ class ContextHeat:
         reader = self._reader(n_read)
         read = reader.read(block.window, mask_function(self.plan, reader.ds))
         x = torch.from_numpy(read.data[None]).to(self.device, self.dtype)
-        x = upsample_for_inference(normalize(x, self.card.mean, self.card.std), n_in)
+        x = upsample_for_inference(normalize(x, self.card.mean, self.card.std, channels_last=False), n_in)
         with torch.inference_mode():
             feats = self.features(x)
             cls = torch.as_tensor(classes, device=feats.device)
