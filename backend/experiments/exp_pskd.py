@@ -28,7 +28,9 @@ from rs_scene.data.datasets import SceneData
 
 # the paper's random classifier: each student's lr and statistics (CELL) were chosen with it (pskd's default
 # head_init since 2026-12-04 is a linear probe, chosen on the defaults setting: exp_pskd_defaults.py)
-STUDENT = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, "head_init": "random"}
+# the paper's SGD (pskd's default optimizer until 2026-12-06, Adam since: exp_pskd_optim.py)
+STUDENT = {"backbone": "efficientnet_lite0", "init": "imagenet", "batch_size": 32, "head_init": "random",
+           "optimizer": "sgd"}
 TEACHER = {"backbone": "efficientnet_lite2", "init": "imagenet", "batch_size": 32}
 ROWS = {"none": "student alone (Lite0)", "hinton": "Hinton KD student (Lite0)",
         "pskd": "PSKD student (Lite0)"}

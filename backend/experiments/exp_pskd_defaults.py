@@ -60,7 +60,8 @@ def run(ctx: Ctx) -> Study:
         r = train_eval(ctx, "pretrain", {}, train, val, seed)
         study.add("pretrain defaults (Lite0)", seed, r.oa, train_s=round(r.seconds))
         for label, cell in CELLS.items():
-            r = train_eval(ctx, "pskd", {**cell, "teacher": str(path)}, train, val, seed)
+            # SGD: pskd's optimizer when this ran (Adam since 2026-12-06: exp_pskd_optim.py)
+            r = train_eval(ctx, "pskd", {**cell, "optimizer": "sgd", "teacher": str(path)}, train, val, seed)
             study.add(label, seed, r.oa, train_s=round(r.seconds))
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0

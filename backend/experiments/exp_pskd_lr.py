@@ -32,7 +32,8 @@ def run(ctx: Ctx) -> Study:
                   "defaults but lr; "
                   f"teacher: pretrain defaults with EfficientNet-Lite2 (validation OA {teacher.oa:.3f}); one "
                   "split (a selection, not a result).", baseline=f"lr {LRS[2]:g}")
-    head = {"head_init": "random"}  # the pskd default when this ran (a linear probe since 2026-12-04)
+    # the pskd defaults when this ran (a linear probe since 2026-12-04, Adam since 2026-12-06)
+    head = {"head_init": "random", "optimizer": "sgd"}
     choose_lr(ctx, study, "pskd", {"teacher": str(path), "batchnorm": "train", **head}, LRS, train, val,
               VAL_SEED)
     for lr in FROZEN_LRS:

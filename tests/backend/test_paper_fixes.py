@@ -142,6 +142,36 @@ def test_pskd_head_init_starts_the_student_from_a_linear_probe(ucm_tiny: Path, t
     assert [m.head_from_probe() for m in auto] == [True, False]
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_pskd_optimizer_option_is_the_papers_sgd_or_pretrains_adam(ucm: SceneData, teacher: Path,
+                                                                  optimizer: str) -> None:
+    """``optimizer sgd``: the paper's SGD (momentum 0.9, x0.1 at 30 / 60 / 80 % of the epochs); ``adam``:
+    pretrain's fine-tuning optimiser, Adam with a linear warm-up and x0.2 at 50 / 70 / 90 %."""
+    from rs_scene.methods.pretrain import warmup_step_schedule
+
+    method, _ = pskd(ucm, teacher, optimizer=optimizer, lr=0.001, epochs=20, min_steps=0)
+    net = method.build_model()
+    stage = method.stages()[0]
+    optim, sched = method.configure_optimizer(net, stage, 1)
+    rates = []
+    for _ in range(stage.epochs):
+        rates.append(optim.param_groups[0]["lr"])
+        optim.step()
+        sched.step()
+    student = {id(p) for p in net.student.parameters()}
+    assert {id(p) for g in optim.param_groups for p in g["params"]} == student  # never the teacher
+    if optimizer == "sgd":
+        assert isinstance(optim, torch.optim.SGD) and optim.param_groups[0]["momentum"] == 0.9
+        assert rates[0] == rates[5] == pytest.approx(1e-3) and rates[6] == pytest.approx(1e-4)
+        assert rates[16] == pytest.approx(1e-6)
+    else:
+        assert isinstance(optim, torch.optim.Adam)
+        factor = warmup_step_schedule(20, 5)
+        assert rates == pytest.approx([1e-3 * factor(e) for e in range(20)])
+        assert rates[0] == pytest.approx(2e-4) and rates[4] == pytest.approx(1e-3)
+        assert rates[10] == pytest.approx(2e-4)
+
+
 def test_pskd_no_tiny_anchor_batch(ucm: SceneData, teacher: Path) -> None:
     method, _ = pskd(ucm, teacher)
     batches = list(method.batch_indices(method.stages()[0], ucm, 10, torch.Generator().manual_seed(0)))
