@@ -6,6 +6,10 @@ warm-up steps, the two memory formats interleaved ``--repeats`` times so that a 
 both alike. Channels-last is what the trainer feeds since ``normalize`` returns it. Also the inference
 forward of the same batch (what evaluation and the feature caches run). Results: JSON and Markdown.
 
+The NCHW column is the layout of batches built by interpolation or concatenation (SCL's views, DDRL-AM's
+image + map stream before 4942ca4); the data sets themselves load channels-last in memory (decoded HWC images
+permuted), and the trainer's crop / flip / rotation keep that layout, so most training was already there.
+
     .venv/bin/python backend/scripts/bench_train.py --out build/bench-train [--threads 1]
 """
 
@@ -91,7 +95,8 @@ def main() -> None:
         rows.append({"backbone": name, "bands": chans, "size": size, "batch": args.batch,
                      "train_step_s": {"nchw": med[False][0], "channels_last": med[True][0]},
                      "forward_s": {"nchw": med[False][1], "channels_last": med[True][1]},
-                     "train_speedup": med[False][0] / med[True][0], "forward_speedup": med[False][1] / med[True][1]})
+                     "train_speedup": med[False][0] / med[True][0],
+                     "forward_speedup": med[False][1] / med[True][1]})
         print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,8 @@ def main() -> None:
              "channels-last s | speed-up |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t, f = r["train_step_s"], r["forward_s"]
-        lines.append(f"| {r['backbone']} | {r['bands']} | {r['size']} | {t['nchw']:.3f} | {t['channels_last']:.3f} | "
+        lines.append(f"| {r['backbone']} | {r['bands']} | {r['size']} | {t['nchw']:.3f} | "
+                     f"{t['channels_last']:.3f} | "
                      f"{r['train_speedup']:.2f}x | {f['nchw']:.3f} | {f['channels_last']:.3f} | "
                      f"{r['forward_speedup']:.2f}x |")
     (out / "bench-train.md").write_text("\n".join(lines) + "\n")
