@@ -17,6 +17,7 @@ from pathlib import Path
 from common import Ctx, Study, load, save, seeded_split, train_eval
 from exp_defaults import DATA, SIZE, selection_files
 
+from rs_scene.data.datasets import SceneData
 from rs_scene.methods.registry import get_method
 
 TRAIN, VAL = 3, 30
@@ -37,11 +38,34 @@ def reading(study: Study) -> str:
     return f"Best mean validation OA: {best} (of equal scores, the current defaults)."
 
 
-def run(ctx: Ctx) -> Study:
-    t0 = time.perf_counter()
+def validation_pool(ctx: Ctx) -> tuple[SceneData, SceneData]:
+    """AID at the defaults' size and the part of it the defaults study never tests on."""
     data = load(ctx, DATA, size=SIZE)
     chosen = selection_files(data)
-    pool = data.subset([i for i, f in enumerate(data.files) if f in chosen])
+    return data, data.subset([i for i, f in enumerate(data.files) if f in chosen])
+
+
+def run_cells(ctx: Ctx, study: Study, pool: SceneData, cells: dict[str, dict], fixed: dict,
+              teacher_name: str) -> None:
+    """Per seed (split 200 + seed of ``pool``): the Lite2 teacher and `pretrain`'s defaults, then pskd with
+    each cell's options (and ``fixed``) distilled from that teacher; every row's validation OA into
+    ``study``."""
+    for seed in ctx.seeds:
+        train, val = seeded_split(pool, 200 + seed, test=VAL, train=TRAIN)
+        train, val = ctx.small(train), ctx.small(val)
+        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2"}, train, val, seed)
+        path = save(teacher, ctx.out / f"{teacher_name}_{seed}.pt")
+        study.add("teacher (pretrain defaults, Lite2)", seed, teacher.oa, train_s=round(teacher.seconds))
+        r = train_eval(ctx, "pretrain", {}, train, val, seed)
+        study.add("pretrain defaults (Lite0)", seed, r.oa, train_s=round(r.seconds))
+        for label, cell in cells.items():
+            r = train_eval(ctx, "pskd", {**cell, **fixed, "teacher": str(path)}, train, val, seed)
+            study.add(label, seed, r.oa, train_s=round(r.seconds))
+
+
+def run(ctx: Ctx) -> Study:
+    t0 = time.perf_counter()
+    data, pool = validation_pool(ctx)
     defaults = get_method("pskd").Config()
     title = "PSKD's defaults: classifier start, BatchNorm statistics, lr on validation"
     study = Study("pskd-defaults", title,
@@ -51,18 +75,8 @@ def run(ctx: Ctx) -> Study:
                   f"default (mixup a {defaults.mixup_alpha:g}, T {defaults.temperature:g}); a selection, "
                   "not a result.",
                   baseline=CURRENT)
-    for seed in ctx.seeds:
-        train, val = seeded_split(pool, 200 + seed, test=VAL, train=TRAIN)
-        train, val = ctx.small(train), ctx.small(val)
-        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2"}, train, val, seed)
-        path = save(teacher, ctx.out / f"pskd_defaults_teacher_{seed}.pt")
-        study.add("teacher (pretrain defaults, Lite2)", seed, teacher.oa, train_s=round(teacher.seconds))
-        r = train_eval(ctx, "pretrain", {}, train, val, seed)
-        study.add("pretrain defaults (Lite0)", seed, r.oa, train_s=round(r.seconds))
-        for label, cell in CELLS.items():
-            # SGD: pskd's optimizer when this ran (Adam since 2026-12-06: exp_pskd_optim.py)
-            r = train_eval(ctx, "pskd", {**cell, "optimizer": "sgd", "teacher": str(path)}, train, val, seed)
-            study.add(label, seed, r.oa, train_s=round(r.seconds))
+    # SGD: pskd's optimizer when this ran (Adam since 2026-12-06: exp_pskd_optim.py)
+    run_cells(ctx, study, pool, CELLS, {"optimizer": "sgd"}, "pskd_defaults_teacher")
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study

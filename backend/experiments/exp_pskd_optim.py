@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, save, seeded_split, train_eval
-from exp_defaults import DATA, SIZE, selection_files
+from common import Ctx, Study
+from exp_defaults import SIZE
+from exp_pskd_defaults import TRAIN, VAL, run_cells, validation_pool
 
-TRAIN, VAL = 3, 30
 CURRENT = "SGD lr 0.0003 (pskd defaults since 2026-12-04)"
 CELLS = {
     CURRENT: {"optimizer": "sgd", "lr": 0.0003},
@@ -35,9 +35,7 @@ def reading(study: Study) -> str:
 
 def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
-    data = load(ctx, DATA, size=SIZE)
-    chosen = selection_files(data)
-    pool = data.subset([i for i, f in enumerate(data.files) if f in chosen])
+    data, pool = validation_pool(ctx)
     title = "PSKD's optimiser for the defaults: SGD (the paper) vs Adam (pretrain's) on validation"
     study = Study("pskd-optim", title,
                   f"AID, {len(data.classes)} classes, {SIZE} px, per seed {TRAIN} training / {VAL} "
@@ -47,17 +45,7 @@ def run(ctx: Ctx) -> Study:
                   "statistics kept, mixup a 1, T 4); Adam: 5 warm-up epochs, x0.2 at 50 / 70 / 90 %, "
                   "weight decay 5e-4 as SGD's; a selection, not a result.",
                   baseline=CURRENT)
-    for seed in ctx.seeds:
-        train, val = seeded_split(pool, 200 + seed, test=VAL, train=TRAIN)
-        train, val = ctx.small(train), ctx.small(val)
-        teacher = train_eval(ctx, "pretrain", {"backbone": "efficientnet_lite2"}, train, val, seed)
-        path = save(teacher, ctx.out / f"pskd_optim_teacher_{seed}.pt")
-        study.add("teacher (pretrain defaults, Lite2)", seed, teacher.oa, train_s=round(teacher.seconds))
-        r = train_eval(ctx, "pretrain", {}, train, val, seed)
-        study.add("pretrain defaults (Lite0)", seed, r.oa, train_s=round(r.seconds))
-        for label, cell in CELLS.items():
-            r = train_eval(ctx, "pskd", {**cell, "teacher": str(path)}, train, val, seed)
-            study.add(label, seed, r.oa, train_s=round(r.seconds))
+    run_cells(ctx, study, pool, CELLS, {}, "pskd_optim_teacher")
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
