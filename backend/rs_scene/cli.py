@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rs-scene {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        # a signal can land before a writer exists to abort (e.g. inside the GeoPackage driver's create):
+        # every temporary file this process started and did not commit goes too
+        from .io.outputs import remove_live_temps
+
+        remove_live_temps()
         print(f"rs-scene {args.command}: interrupted; no output written", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
 
