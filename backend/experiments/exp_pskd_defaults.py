@@ -33,9 +33,14 @@ CELLS = {
 }
 
 
-def reading(study: Study) -> str:
-    best = max(CELLS, key=lambda c: (study.summary(c).mean, c == CURRENT))
+def best_cell(study: Study, cells: dict[str, dict], current: str) -> str:
+    """The cell with the best mean validation OA (of equal scores, ``current``), as the study's reading."""
+    best = max(cells, key=lambda c: (study.summary(c).mean, c == current))
     return f"Best mean validation OA: {best} (of equal scores, the current defaults)."
+
+
+def reading(study: Study) -> str:
+    return best_cell(study, CELLS, CURRENT)
 
 
 def validation_pool(ctx: Ctx) -> tuple[SceneData, SceneData]:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from common import Ctx, Study
 from exp_defaults import SIZE
-from exp_pskd_defaults import TRAIN, VAL, run_cells, validation_pool
+from exp_pskd_defaults import TRAIN, VAL, best_cell, run_cells, validation_pool
+
+from rs_scene.methods.registry import get_method
 
 CURRENT = "SGD lr 0.0003 (pskd defaults since 2026-12-04)"
 CELLS = {
@@ -29,21 +31,22 @@ CELLS = {
 
 
 def reading(study: Study) -> str:
-    best = max(CELLS, key=lambda c: (study.summary(c).mean, c == CURRENT))
-    return f"Best mean validation OA: {best} (of equal scores, the current default)."
+    return best_cell(study, CELLS, CURRENT)
 
 
 def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     data, pool = validation_pool(ctx)
+    c = get_method("pskd").Config()
     title = "PSKD's optimiser for the defaults: SGD (the paper) vs Adam (pretrain's) on validation"
     study = Study("pskd-optim", title,
                   f"AID, {len(data.classes)} classes, {SIZE} px, per seed {TRAIN} training / {VAL} "
                   f"validation images a class from the {len(pool)} images the defaults study does not test "
                   "on (the splits of exp_pskd_defaults.py); teacher `pretrain` defaults with "
                   "EfficientNet-Lite2; every other option pskd's default (probe start, ImageNet BatchNorm "
-                  "statistics kept, mixup a 1, T 4); Adam: 5 warm-up epochs, x0.2 at 50 / 70 / 90 %, "
-                  "weight decay 5e-4 as SGD's; a selection, not a result.",
+                  f"statistics kept, mixup a {c.mixup_alpha:g}, T {c.temperature:g}); Adam: "
+                  f"{c.warmup_epochs} warm-up epochs, x0.2 at 50 / 70 / 90 %, weight decay "
+                  f"{c.weight_decay:g} as SGD's; a selection, not a result.",
                   baseline=CURRENT)
     run_cells(ctx, study, pool, CELLS, {}, "pskd_optim_teacher")
     study.reading = reading(study)

@@ -101,6 +101,13 @@ def warmup_step_schedule(epochs: int, warmup: int) -> Any:
     return factor
 
 
+def warmup_scheduler(optim: torch.optim.Optimizer, epochs: int, warmup_epochs: int) -> Any:
+    """pretrain's fine-tuning schedule for ``optim`` (per epoch): a linear warm-up over ``warmup_epochs``, at
+    most a quarter of the run, then x0.2 at 50 / 70 / 90 %."""
+    warm = min(warmup_epochs, max(epochs // 4, 1))
+    return torch.optim.lr_scheduler.LambdaLR(optim, warmup_step_schedule(epochs, warm))
+
+
 @register_method
 class PretrainMethod(Method):
     name = "pretrain"
@@ -137,9 +144,7 @@ class PretrainMethod(Method):
         optim = torch.optim.Adam(params, lr=self.base_lr(), weight_decay=self.config.weight_decay)
         if self.config.mode == "linear-probe":
             return optim, None
-        warm = min(self.config.warmup_epochs, max(stage.epochs // 4, 1))
-        sched = torch.optim.lr_scheduler.LambdaLR(optim, warmup_step_schedule(stage.epochs, warm))
-        return optim, sched
+        return optim, warmup_scheduler(optim, stage.epochs, self.config.warmup_epochs)
 
     def on_stage_start(self, model: nn.Module, stage: Stage, train_loader: Any) -> None:
         self.features: torch.Tensor | None = None

@@ -69,7 +69,7 @@ from .base import (
     opt,
     starts_from_probe,
 )
-from .pretrain import frozen_features, load_init_backbone, probe_head, warmup_step_schedule
+from .pretrain import frozen_features, load_init_backbone, probe_head, warmup_scheduler
 from .registry import build_inference_model, register_method
 
 
@@ -251,8 +251,7 @@ class PSKDMethod(Method):
         params = [p for p in model.student.parameters() if p.requires_grad]
         if c.optimizer == "adam":
             optim = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-            warm = min(c.warmup_epochs, max(stage.epochs // 4, 1))
-            return optim, torch.optim.lr_scheduler.LambdaLR(optim, warmup_step_schedule(stage.epochs, warm))
+            return optim, warmup_scheduler(optim, stage.epochs, c.warmup_epochs)
         optim = torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         milestones = sorted({max(round(stage.epochs * f), 1) for f in (0.3, 0.6, 0.8)})
         return optim, torch.optim.lr_scheduler.MultiStepLR(optim, milestones, gamma=0.1)
