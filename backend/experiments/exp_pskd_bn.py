@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import STUDENT, settings, splits, train_teacher
+from exp_pskd import SGD_STUDENT as STUDENT
+from exp_pskd import settings, splits, train_teacher
 from exp_pskd_rowlr import KDS
 
 # exp_pskd_rowlr.py's choices, with re-estimated statistics

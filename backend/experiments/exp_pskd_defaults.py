@@ -51,10 +51,10 @@ def validation_pool(ctx: Ctx) -> tuple[SceneData, SceneData]:
 
 
 def run_cells(ctx: Ctx, study: Study, pool: SceneData, cells: dict[str, dict], fixed: dict,
-              teacher_name: str) -> None:
-    """Per seed (split 200 + seed of ``pool``): the Lite2 teacher and `pretrain`'s defaults, then pskd with
-    each cell's options (and ``fixed``) distilled from that teacher; every row's validation OA into
-    ``study``."""
+              teacher_name: str, pretrain_cells: dict[str, dict] | None = None) -> None:
+    """Per seed (split 200 + seed of ``pool``): the Lite2 teacher and `pretrain`'s defaults, then `pretrain`
+    (Lite0) with each of ``pretrain_cells``' options, then pskd with each cell's options (and ``fixed``)
+    distilled from that teacher; every row's validation OA into ``study``."""
     for seed in ctx.seeds:
         train, val = seeded_split(pool, 200 + seed, test=VAL, train=TRAIN)
         train, val = ctx.small(train), ctx.small(val)
@@ -63,6 +63,9 @@ def run_cells(ctx: Ctx, study: Study, pool: SceneData, cells: dict[str, dict], f
         study.add("teacher (pretrain defaults, Lite2)", seed, teacher.oa, train_s=round(teacher.seconds))
         r = train_eval(ctx, "pretrain", {}, train, val, seed)
         study.add("pretrain defaults (Lite0)", seed, r.oa, train_s=round(r.seconds))
+        for label, cell in (pretrain_cells or {}).items():
+            r = train_eval(ctx, "pretrain", cell, train, val, seed)
+            study.add(label, seed, r.oa, train_s=round(r.seconds))
         for label, cell in cells.items():
             r = train_eval(ctx, "pskd", {**cell, **fixed, "teacher": str(path)}, train, val, seed)
             study.add(label, seed, r.oa, train_s=round(r.seconds))

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import STUDENT, settings, splits, train_teacher
+from exp_pskd import SGD_STUDENT as STUDENT
+from exp_pskd import settings, splits, train_teacher
 
 ALPHAS = (0.2, 0.4, 1.0)
 ANCHORS_CE = "mixup a 0.2, CE on the anchors only"

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import STUDENT, settings, splits, train_teacher
+from exp_pskd import SGD_STUDENT as STUDENT
+from exp_pskd import settings, splits, train_teacher
 
 LRS = (0.003, 0.01, 0.03)
 KDS = ("none", "hinton", "pskd")

@@ -267,3 +267,19 @@ def test_defaults_study_tests_on_no_image_a_selection_was_validated_on() -> None
     assert not set(pool.files) & validated
     train, test = common.seeded_split(pool, 2, test=100, train=3)
     assert set(test.class_counts().tolist()) == {100} and set(train.class_counts().tolist()) == {3}
+
+
+def test_pskd_study_trains_with_pskds_default_optimizer_and_the_sgd_selections_keep_sgd() -> None:
+    import exp_pskd
+    import exp_pskd_adam
+    import exp_pskd_bn
+    import exp_pskd_bnmix
+    from rs_scene.methods.registry import get_method
+
+    # the study shows what a user of pskd's defaults trains with; the selections run with SGD stay SGD, so a
+    # rerun of them reproduces what they chose
+    assert exp_pskd.STUDENT["optimizer"] == get_method("pskd").Config().optimizer == "adam"
+    assert exp_pskd_bn.STUDENT["optimizer"] == exp_pskd_bnmix.STUDENT["optimizer"] == "sgd"
+    assert exp_pskd_adam.SGD_STUDENT["optimizer"] == "sgd"  # overridden per cell with adam
+    assert set(exp_pskd.CELL) == set(exp_pskd.ROWS) and all(c["lr"] in exp_pskd_adam.LRS
+                                                           for c in exp_pskd.CELL.values())

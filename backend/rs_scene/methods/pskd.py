@@ -18,7 +18,10 @@ alpha 0.1, beta 1, gamma 0.8, T 4 as the paper (its Table 6 defaults). ``optimiz
 at 50 / 70 / 90 %), at lr 0.001: on the validation images below (backend/experiments/exp_pskd_optim.py,
 2026-12-06, 3 seeds, 900 images a seed) it scored 0.519 [0.437, 0.601] against 0.465 [0.360, 0.570] for SGD
 at 0.0003 (+5.4 [+2.8, +8.1] points; Adam 0.0001 / 0.0003 / 0.003 = 0.470 / 0.497 / 0.033: at 0.003 every
-seed fell to chance) and 0.479 for pretrain's defaults. The PSKD study (exp_pskd.py) keeps the paper's SGD.
+seed fell to chance) and 0.479 for pretrain's defaults. The PSKD study (exp_pskd.py) trains with Adam too
+since 2026-12-06, each student from the paper's random classifier at 0.0003 (chosen on validation images,
+exp_pskd_adam.py: from a random classifier 0.001 is near the edge, PSKD fell to 0.30 on one of 3 seeds, and at
+0.002 nearly every run collapsed to uniform outputs, a finite loss of ln K).
 
 Defaults chosen on validation images of the defaults setting (backend/experiments/exp_pskd_defaults.py,
 2026-12-04: AID, 3 training / 30 validation images a class, 64 px, 3 seeds, a teacher trained with
@@ -105,9 +108,11 @@ class PSKDConfig(MethodConfig):
                          "(probe: LP-FT, as pretrain's default); auto = probe from pretrained weights, "
                          "random from scratch", choices=["auto", "probe", "random"])
     lr: float = opt(0.001, "learning rate (0.001 chosen for adam on validation images with the "
-                    "statistics kept and the probe start: 0.003 fell to chance on every seed; SGD: the "
+                    "statistics kept and the probe start: 0.003 fell to chance on every seed; with "
+                    "head_init random take 0.0003: 0.001 fell to 0.30 on one of 3 seeds; SGD: the "
                     "paper's 0.1 is for 200 epochs, 0.0003 chosen, with batchnorm train 0.003: "
-                    "backend/experiments/exp_pskd_optim.py, exp_pskd_defaults.py, exp_pskd_lr.py)")
+                    "backend/experiments/exp_pskd_optim.py, exp_pskd_adam.py, exp_pskd_defaults.py, "
+                    "exp_pskd_lr.py)")
     optimizer: str = opt("adam", "sgd: the paper's (momentum 0.9, x0.1 at 30 / 60 / 80 % of the epochs); "
                          "adam: what pretrain fine-tunes with (linear warm-up over warmup_epochs, x0.2 at "
                          "50 / 70 / 90 %; chosen on validation images: +5.4 points over sgd, "
