@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from common import Ctx, Study, load, train_eval
-from exp_pskd import SGD_CELL, SGD_STUDENT, settings, splits, train_teacher
-from exp_pskd_rowlr import KDS
+import exp_pskd_rowlr as rowlr
+from common import Ctx, Study
+from exp_pskd import SGD_CELL, SGD_STUDENT, settings
 
 LRS = (0.0003, 0.001, 0.002)
 
@@ -29,34 +29,23 @@ def row(kd: str, lr: float) -> str:
 
 def chosen(study: Study) -> dict[str, float]:
     """For each student, the rate with the best mean validation OA (of equal scores, the smaller)."""
-    return {kd: max((lr for lr in LRS if row(kd, lr) in study.values),
-                    key=lambda lr: (study.summary(row(kd, lr)).mean, -lr)) for kd in KDS
-            if any(row(kd, lr) in study.values for lr in LRS)}
+    return rowlr.chosen(study, LRS, row)
 
 
 def reading(study: Study) -> str:
-    return "Chosen on validation: " + ", ".join(f"{kd} lr {lr:g}" for kd, lr in chosen(study).items()) + "."
+    return rowlr.reading(study, LRS, row)
 
 
 def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
-    data = load(ctx, "aid_150px", size=s["size"])
     study = Study("pskd-adam", "PSKD study with Adam: each student's learning rate on validation images",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
                   "validation images a class from the images in neither that seed's training nor its test "
                   "part; the study's Lite2 teacher; each student the study's options with `optimizer adam`; "
                   "a selection, not a result.", baseline=row("none", LRS[0]))
-    for seed in ctx.seeds:
-        train, val, _ = splits(data, seed, s)
-        teacher, path = train_teacher(ctx, train, val, seed, ctx.out / f"pskd_adam_teacher_{seed}.pt")
-        study.add("teacher (Lite2)", seed, teacher.oa)
-        for kd in KDS:
-            for lr in LRS:
-                opts = {**SGD_STUDENT, "kd": kd, **SGD_CELL[kd], "optimizer": "adam", "lr": lr,
-                        "teacher": str(path)}
-                r = train_eval(ctx, "pskd", opts, train, val, seed)
-                study.add(row(kd, lr), seed, r.oa, train_s=round(r.seconds))
+    rowlr.run_grid(ctx, study, LRS, lambda kd: {**SGD_STUDENT, **SGD_CELL[kd], "optimizer": "adam"}, row,
+                   "pskd_adam_teacher")
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
