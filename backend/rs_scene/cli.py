@@ -12,6 +12,7 @@ from typing import Any
 from .errors import RSSceneError
 from .io.outputs import check_outputs
 from .options import CLASSIFY_RULES, check_extent, check_numbers, cli_label
+from .stop import PROCESS_STOP, Cancelled
 
 
 def _progress_bar(desc: str) -> Any:
@@ -285,27 +286,40 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that a run removes its temporary files."""
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
+_SIGNALLED: list[int] = []  # the signals that interrupted this command-line process
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM: every run that was given no cancel event of its own stops at its next check
+    (PROCESS_STOP), and the main thread gets a KeyboardInterrupt (Terminated for SIGTERM) at once. The flag
+    is what ends the run where that exception is swallowed (one raised inside a __del__ or a GC callback is
+    printed and dropped; a CI run once went on for over 20 s after a SIGINT)."""
+    _SIGNALLED.append(signum)
+    PROCESS_STOP.set()
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # a command-line process (not a call from a test or a library)
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.func(args) or 0)
     except RSSceneError as exc:
         print(f"rs-scene {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, Cancelled) as exc:
+        if isinstance(exc, Cancelled) and not _SIGNALLED:
+            raise
         # a signal can land before a writer exists to abort (e.g. inside the GeoPackage driver's create):
         # every temporary file this process started and did not commit goes too
         from .io.outputs import remove_live_temps
 
         remove_live_temps()
         print(f"rs-scene {args.command}: interrupted; no output written", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        terminated = isinstance(exc, Terminated) or signal.SIGTERM in _SIGNALLED[:1]
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

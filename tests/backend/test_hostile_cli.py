@@ -141,6 +141,22 @@ def test_a_signal_mid_run_leaves_no_output_and_no_temp_for_long(work: Path, sig:
     assert [p.name for p in temps(work)] == [], "stale temporary files of the killed run were kept"
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_whose_exception_was_swallowed_still_stops_the_run(work: Path, sig: int, code: int) -> None:
+    """The handler also sets the process-wide stop flag, so a run whose KeyboardInterrupt was dropped (raised
+    inside a __del__ or GC callback) stops at its next check, as interrupted, and leaves nothing behind. Here
+    the handler has run before classify starts and its exception went nowhere."""
+    before = snapshot(work)
+    script = ("import sys; from rs_scene import cli; from rs_scene.stop import PROCESS_STOP; "
+              f"cli._SIGNALLED.append({int(sig)}); PROCESS_STOP.set(); sys.exit(cli.main(sys.argv[1:]))")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "classify", str(work / "scene.tif"), *S2, "--out", str(work / "g.gpkg"),
+         "--heatmap", str(work / "h.tif")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert "interrupted; no output written" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert changed(before, snapshot(work)) == set() and temps(work) == []
+
+
 def test_devices_fifos_and_long_names(work: Path) -> None:
     """Beyond the list: a FIFO or device is never replaced (as root, os.replace would swap /dev/null for a
     GeoTIFF), and opening one to see whether it is ours would block; a 230-byte output name still works."""

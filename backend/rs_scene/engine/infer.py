@@ -34,7 +34,7 @@ from .pipeline import ordered_map, prefetch
 from .plan import TilePlan, input_warnings, make_plan, tile_polygon
 from .reading import Batch, gdal_cache_bytes, read_batches, read_size, reader_settings
 from .runtime import Runner, make_runner, small_ops_single_threaded
-from .trainer import Cancelled, pick_device
+from .trainer import PROCESS_STOP, Cancelled, pick_device
 
 ProgressFn = Callable[[int, int, str], None]
 __all__ = ["Cancelled", "ClassifyParams", "ClassifyResult", "classify_raster", "load_model"]
@@ -177,7 +177,7 @@ def classify_raster(params: ClassifyParams, progress: ProgressFn | None = None,
     """Classify ``params.raster``; outputs appear only when the whole run succeeded."""
     _check_params(params)
     t0 = time.perf_counter()
-    cancel = cancel or threading.Event()
+    cancel = cancel or PROCESS_STOP
     progress = progress or (lambda done, total, stage: None)
     device = pick_device(params.device)
     card, model, model_path = load_model(params.model, device)

@@ -22,14 +22,13 @@ from ..card import ModelCard
 from ..data.datasets import SceneData
 from ..data.transforms import normalize, train_augment
 from ..methods.base import Method, even_batches, n_batches
+from ..stop import PROCESS_STOP, Cancelled  # noqa: F401  (Cancelled: re-exported)
 from .evaluate import evaluate, preprocess
 from .metrics import headline
 
 Progress = Callable[[dict[str, Any]], None]
 
 
-class Cancelled(Exception):
-    """Raised when the caller's cancel event is set; nothing is written."""
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Trainer:
                  progress: Progress | None = None, cancel: threading.Event | None = None) -> None:
         self.method, self.card, self.settings = method, card, settings
         self.progress = progress or (lambda event: None)
-        self.cancel = cancel or threading.Event()
+        self.cancel = cancel or PROCESS_STOP
         self.device = pick_device(settings.device)
         self.generator = seed_everything(settings.seed)
 
