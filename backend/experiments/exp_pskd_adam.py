@@ -27,11 +27,6 @@ def row(kd: str, lr: float) -> str:
     return f"kd {kd}, Adam lr {lr:g}"
 
 
-def chosen(study: Study) -> dict[str, float]:
-    """For each student, the rate with the best mean validation OA (of equal scores, the smaller)."""
-    return rowlr.chosen(study, LRS, row)
-
-
 def reading(study: Study) -> str:
     return rowlr.reading(study, LRS, row)
 

@@ -28,13 +28,14 @@ from ..io.raster import gdal_virtual, open_raster
 from ..io.tiling import Tile
 from ..io.writers import SKIPPED, ClassRasterWriter, GridWriter, HeatmapWriter
 from ..methods import build_inference_model
+from ..stop import PROCESS_STOP, Cancelled
 from ..zoo import resolve_model
 from . import context
 from .pipeline import ordered_map, prefetch
 from .plan import TilePlan, input_warnings, make_plan, tile_polygon
 from .reading import Batch, gdal_cache_bytes, read_batches, read_size, reader_settings
 from .runtime import Runner, make_runner, small_ops_single_threaded
-from .trainer import PROCESS_STOP, Cancelled, pick_device
+from .trainer import pick_device
 
 ProgressFn = Callable[[int, int, str], None]
 __all__ = ["Cancelled", "ClassifyParams", "ClassifyResult", "classify_raster", "load_model"]

@@ -29,8 +29,6 @@ from .metrics import headline
 Progress = Callable[[dict[str, Any]], None]
 
 
-
-
 @dataclass
 class TrainSettings:
     device: str = "auto"
