@@ -207,13 +207,14 @@ class Run:
 
 
 def train_eval(ctx: Ctx, name: str, options: dict[str, Any], train: SceneData, test: SceneData, seed: int,
-               method: Method | None = None, val: SceneData | None = None) -> Run:
+               method: Method | None = None, val: SceneData | None = None, input_size: int = 0) -> Run:
     """Train ``name`` on ``train`` (init and batches seeded with ``seed``), evaluate on ``test`` exactly as
-    ``rs-scene evaluate`` would. ``method`` overrides the registry (ablations that subclass a method)."""
+    ``rs-scene evaluate`` would. ``method`` overrides the registry (ablations that subclass a method);
+    ``input_size`` is `train --input-size` (0: the images' size)."""
     method = method or create_method(
         name, options, num_classes=len(train.classes), bands=train.bands, task=train.task
     )
-    card = build_card(TrainParams(out=str(ctx.out / "x.pt")), train, train, method)
+    card = build_card(TrainParams(out=str(ctx.out / "x.pt"), input_size=input_size), train, train, method)
     trainer = Trainer(method, card, TrainSettings(device=ctx.device, seed=seed))
     t0 = time.perf_counter()
     model = trainer.fit(train, val=val)

@@ -134,10 +134,11 @@ def run(ctx: Ctx) -> Study:
 
 
 def train_teacher(ctx: Ctx, train: SceneData, test: SceneData, seed: int, path: Path,
-                  extra: dict | None = None) -> tuple[Run, Path]:
-    """The seed's Lite2 teacher (`pretrain`'s defaults from ImageNet, ``extra`` options on top), evaluated on
-    ``test`` and saved at ``path`` as a model file the students load."""
-    run = train_eval(ctx, "pretrain", {**TEACHER, **(extra or {})}, train, test, seed)
+                  extra: dict | None = None, input_size: int = 0) -> tuple[Run, Path]:
+    """The seed's Lite2 teacher (`pretrain`'s defaults from ImageNet, ``extra`` options on top, the images
+    enlarged to ``input_size`` if given), evaluated on ``test`` and saved at ``path`` as a model file the
+    students load."""
+    run = train_eval(ctx, "pretrain", {**TEACHER, **(extra or {})}, train, test, seed, input_size=input_size)
     return run, save(run, path)
 
 

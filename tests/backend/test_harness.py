@@ -283,3 +283,26 @@ def test_pskd_study_trains_with_pskds_default_optimizer_and_the_sgd_selections_k
     assert exp_pskd_adam.SGD_STUDENT["optimizer"] == "sgd"  # overridden per cell with adam
     assert set(exp_pskd.CELL) == set(exp_pskd.ROWS) and all(c["lr"] in exp_pskd_adam.LRS
                                                            for c in exp_pskd.CELL.values())
+
+
+def test_a_teacher_trained_at_a_larger_input_teaches_a_student_at_the_images_size(
+        ucm_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import exp_pskd_teacher
+
+    # exp_pskd_teacher / exp_pskd_strong: the teacher sees the images enlarged (`train --input-size`), the
+    # student keeps their size and feeds the teacher its own batch, enlarged by the TeacherAdapter
+    data = open_dataset(ucm_tiny, size=32)
+    ctx = common.Ctx(tmp_path, tmp_path)
+    short = {"init": "scratch", "epochs": 1, "min_steps": 0, "batch_size": 6}
+    teacher = common.train_eval(ctx, "pretrain", short, data, data, 0, input_size=64)
+    assert teacher.card.input_size == 64
+    student = common.train_eval(ctx, "pskd", {**short, "kd": "hinton",
+                                              "teacher": str(common.save(teacher, tmp_path / "t.pt"))},
+                                data, data, 0)
+    assert student.card.input_size == 32 and student.model.teacher.size == 64
+    assert exp_pskd_teacher.TEACHERS["input 96 px"][1] == 96
+    monkeypatch.setenv("RS_PSKD_TEACHERS", "input 96 px, min_steps 600")
+    assert exp_pskd_teacher.selected() == ["input 96 px", "min_steps 600"]
+    monkeypatch.setenv("RS_PSKD_TEACHERS", "input 97 px")
+    with pytest.raises(SystemExit, match="unknown teacher.*input 97 px"):
+        exp_pskd_teacher.selected()
