@@ -82,10 +82,7 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    budget = {"epochs": s["epochs"]} if s["epochs"] else {}
     n_test = s["test"] + s["test_more"]
-    student = {**STUDENT, **budget}
-    teacher_budget = {"epochs": s["teacher_epochs"]} if s["teacher_epochs"] else {}
     a = CELL["pskd"]["mixup_alpha"]
     c = get_method("pskd").Config()
     study = Study(
@@ -117,20 +114,29 @@ def run(ctx: Ctx) -> Study:
     for seed in ctx.seeds:
         train, _, test = splits(data, seed, s)
         teacher, path = train_teacher(ctx, train, test, seed, ctx.out / f"pskd_teacher_{seed}.pt",
-                                      teacher_budget)
+                                      epochs_option(s["teacher_epochs"]))
         add(study, "teacher (Lite2)", seed, teacher, s["size"])
         for kd, row in ROWS.items():
-            opts = {**student, "kd": kd, **CELL[kd], "teacher": str(path)}
-            r = train_eval(ctx, "pskd", opts, train, test, seed)
+            r = train_eval(ctx, "pskd", student_options(s, kd, path), train, test, seed)
             add(study, row, seed, r, s["size"])
-        unmixed = {**student, **CELL["pskd"], "teacher": str(path), "mixup_alpha": 0.01}
-        r = train_eval(ctx, "pskd", unmixed, train, test, seed)
+        r = train_eval(ctx, "pskd", student_options(s, "pskd", path, mixup_alpha=0.01), train, test, seed)
         add(study, UNMIXED, seed, r, s["size"])
     study.goal("PSKD student > student alone", ROWS["pskd"], ROWS["none"], strict=True)
     study.goal("PSKD student >= Hinton KD student", ROWS["pskd"], ROWS["hinton"], strict=False)
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0
     return study
+
+
+def epochs_option(epochs: int) -> dict:
+    """``{"epochs": epochs}``, or nothing for 0 (the defaults' budget)."""
+    return {"epochs": epochs} if epochs else {}
+
+
+def student_options(s: dict, kd: str, teacher: Path, **extra: object) -> dict:
+    """The study's ``kd`` student (its CELL, the profile's budget from ``settings`` ``s``) distilled from the
+    model file ``teacher``, ``extra`` options on top: what every PSKD study and selection trains."""
+    return {**STUDENT, **epochs_option(s["epochs"]), "kd": kd, **CELL[kd], "teacher": str(teacher), **extra}
 
 
 def train_teacher(ctx: Ctx, train: SceneData, test: SceneData, seed: int, path: Path,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import CELL, ROWS, STUDENT, add, settings, splits, train_teacher
+from exp_pskd import ROWS, add, epochs_option, settings, splits, student_options, train_teacher
 from exp_pskd_teacher import TEACHERS
 
 TEACHER_SIZE = TEACHERS["input 96 px"][1]
@@ -45,14 +45,12 @@ def run(ctx: Ctx) -> Study:
     for seed in ctx.seeds:
         train, _, test = splits(data, seed, s)
         teacher, path = train_teacher(ctx, train, test, seed, ctx.out / f"pskd_strong_teacher_{seed}.pt",
-                                      input_size=size)
+                                      epochs_option(s["teacher_epochs"]), input_size=size)
         add(study, TEACHER_ROW, seed, teacher, size or s["size"])
         for kd, row in ROWS.items():
-            r = train_eval(ctx, "pskd", {**STUDENT, "kd": kd, **CELL[kd], "teacher": str(path)}, train, test,
-                           seed)
+            r = train_eval(ctx, "pskd", student_options(s, kd, path), train, test, seed)
             add(study, row, seed, r, s["size"])
-        r = train_eval(ctx, "pskd", {**STUDENT, **CELL["pskd"], "mix_images": "all", "teacher": str(path)},
-                       train, test, seed)
+        r = train_eval(ctx, "pskd", student_options(s, "pskd", path, mix_images="all"), train, test, seed)
         add(study, ALL_MIXED, seed, r, s["size"])
     study.goal("PSKD student > student alone", ROWS["pskd"], ROWS["none"], strict=True)
     study.goal("PSKD student >= Hinton KD student", ROWS["pskd"], ROWS["hinton"], strict=False)

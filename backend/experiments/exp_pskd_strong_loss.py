@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import CELL, ROWS, STUDENT, settings, splits, train_teacher
-from exp_pskd_loss import BASE, VARIANTS
+from exp_pskd import CELL, ROWS, settings, splits, student_options, train_teacher
+from exp_pskd_loss import VARIANTS, best_variant
 from exp_pskd_strong import TEACHER_ROW, TEACHER_SIZE
 
 STRONG_VARIANTS = {**VARIANTS, "mixup a 1": {"mixup_alpha": 1.0}}
 
 
 def reading(study: Study) -> str:
-    best = max(STRONG_VARIANTS, key=lambda v: (study.summary(v).mean, v == BASE))
+    best = best_variant(study, STRONG_VARIANTS)
     d = study.diff(best, ROWS["none"])
     return (f"Best mean validation OA of the PSKD rows: {best} (of equal scores, the study's setting), "
             f"{d.text(points=True)} points over the student alone; Hinton KD "
@@ -36,7 +36,7 @@ def run(ctx: Ctx) -> Study:
     t0 = time.perf_counter()
     s = settings(ctx)
     data = load(ctx, "aid_150px", size=s["size"])
-    cell = {**STUDENT, **CELL["pskd"]}
+    cell = CELL["pskd"]
     study = Study("pskd-strong-loss", "PSKD with a teacher ahead of its student: loss settings on validation "
                   "images",
                   f"AID, {s['size']} px, {s['train']} training images a class, per seed {s['val']} "
@@ -50,11 +50,10 @@ def run(ctx: Ctx) -> Study:
                                       input_size=TEACHER_SIZE)
         study.add(TEACHER_ROW, seed, teacher.oa)
         for kd in ("none", "hinton"):
-            r = train_eval(ctx, "pskd", {**STUDENT, "kd": kd, **CELL[kd], "teacher": str(path)}, train, val,
-                           seed)
+            r = train_eval(ctx, "pskd", student_options(s, kd, path), train, val, seed)
             study.add(ROWS[kd], seed, r.oa, train_s=round(r.seconds))
         for label, extra in STRONG_VARIANTS.items():
-            r = train_eval(ctx, "pskd", {**cell, **extra, "teacher": str(path)}, train, val, seed)
+            r = train_eval(ctx, "pskd", student_options(s, "pskd", path, **extra), train, val, seed)
             study.add(label, seed, r.oa, train_s=round(r.seconds))
     study.reading = reading(study)
     study.seconds = time.perf_counter() - t0

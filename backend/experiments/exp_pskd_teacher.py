@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from common import Ctx, Study, load, train_eval
-from exp_pskd import CELL, ROWS, STUDENT, settings, splits, train_teacher
+from exp_pskd import ROWS, settings, splits, student_options, train_teacher
 
 # label: (`pretrain` options on top of the study's teacher's, network input edge; 0 = the images' 48 px); the
 # first is the study's teacher until 2026-12-06 (`pretrain`'s default min_steps 200, the images' size)
@@ -95,8 +95,7 @@ def run(ctx: Ctx) -> Study:
             teacher, path = train_teacher(ctx, train, val, seed, file, extra, input_size=size)
             study.add(teacher_row(label), seed, teacher.oa, train_s=round(teacher.seconds))
             for kd in ("none", "hinton", "pskd") if label == labels[0] else ("hinton", "pskd"):
-                r = train_eval(ctx, "pskd", {**STUDENT, **CELL[kd], "kd": kd, "teacher": str(path)}, train,
-                               val, seed)
+                r = train_eval(ctx, "pskd", student_options(s, kd, path), train, val, seed)
                 study.add(ROWS[kd] if kd == "none" else student_row(kd, label), seed, r.oa,
                           train_s=round(r.seconds))
     study.reading = reading(study)
